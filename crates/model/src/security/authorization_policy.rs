@@ -1,0 +1,11 @@
+use crate::validate::{Context, Report, Validate};
+use serde::{Deserialize, Serialize};
+
+/// PLACEHOLDER: to be replaced with the full Istio field set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationPolicy {}
+
+impl Validate for AuthorizationPolicy {
+    fn validate(&self, _ctx: &Context<'_>, _report: &mut Report) {}
+}
