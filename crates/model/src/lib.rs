@@ -14,6 +14,7 @@ pub mod networking;
 pub mod resource;
 pub mod security;
 pub mod validate;
+pub mod yaml_out;
 
 pub use duration::Duration;
 pub use kind::Kind;
