@@ -1,5 +1,14 @@
-//! `weft-agent`: runs beside each workload. The proxy, SDS, DNS and capture commands are added
-//! by the identity, discovery and seed-lab work; today it only reports its version.
+//! `weft-agent`: runs beside each workload (pilot-agent's part).
+
+mod bootstrap;
+mod certs;
+mod config;
+mod envfile;
+mod envoy;
+mod sds;
+mod status;
+mod upstream;
+mod xds_proxy;
 
 use std::process::ExitCode;
 
@@ -10,7 +19,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("usage: weft-agent version (proxy, istio-iptables: not built yet)");
+            eprintln!("usage: weft-agent version");
             ExitCode::from(2)
         }
     }
