@@ -79,7 +79,8 @@ mod tests {
 
     #[test]
     fn reports_unknown_fields_with_paths() {
-        let v: Value = serde_json::json!({"items": [{"maxConnections": 1}, {"maxConections": 2}], "extra": 1});
+        let v: Value =
+            serde_json::json!({"items": [{"maxConnections": 1}, {"maxConections": 2}], "extra": 1});
         let mut r = Report::default();
         let out: Option<Outer> = decode(&v, "spec", &mut r);
         assert!(out.is_some());

@@ -145,7 +145,13 @@ mod tests {
 
     #[test]
     fn formats_std_as_seconds() {
-        assert_eq!(Duration::from_std(StdDuration::from_millis(1500)).as_str(), "1.5s");
-        assert_eq!(Duration::from_std(StdDuration::from_secs(10)).as_str(), "10s");
+        assert_eq!(
+            Duration::from_std(StdDuration::from_millis(1500)).as_str(),
+            "1.5s"
+        );
+        assert_eq!(
+            Duration::from_std(StdDuration::from_secs(10)).as_str(),
+            "10s"
+        );
     }
 }

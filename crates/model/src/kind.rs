@@ -87,14 +87,10 @@ impl Kind {
 
     /// Lower-case plural, as kubectl and the admin API name it.
     pub fn plural(self) -> String {
-        match self {
-            k => {
-                let lower = k.name().to_ascii_lowercase();
-                match lower.strip_suffix('y') {
-                    Some(stem) => format!("{stem}ies"),
-                    None => format!("{lower}s"),
-                }
-            }
+        let lower = self.name().to_ascii_lowercase();
+        match lower.strip_suffix('y') {
+            Some(stem) => format!("{stem}ies"),
+            None => format!("{lower}s"),
         }
     }
 
@@ -190,7 +186,10 @@ mod tests {
     fn looks_up_short_names() {
         assert_eq!(Kind::lookup("vs"), Some(Kind::VirtualService));
         assert_eq!(Kind::lookup("workloadentries"), Some(Kind::WorkloadEntry));
-        assert_eq!(Kind::lookup("AuthorizationPolicy"), Some(Kind::AuthorizationPolicy));
+        assert_eq!(
+            Kind::lookup("AuthorizationPolicy"),
+            Some(Kind::AuthorizationPolicy)
+        );
         assert_eq!(Kind::lookup("nope"), None);
     }
 }

@@ -62,8 +62,16 @@ impl Entry {
 
     /// `Kind namespace/name` (or `Kind name` for cluster-scoped, `<unknown>` when unreadable).
     pub fn label(&self) -> String {
-        let kind = if self.kind.is_empty() { "<unknown kind>" } else { &self.kind };
-        let name = if self.name.is_empty() { "<unnamed>" } else { &self.name };
+        let kind = if self.kind.is_empty() {
+            "<unknown kind>"
+        } else {
+            &self.kind
+        };
+        let name = if self.name.is_empty() {
+            "<unnamed>"
+        } else {
+            &self.name
+        };
         if self.namespace.is_empty() {
             format!("{kind} {name}")
         } else {
@@ -119,7 +127,11 @@ fn split_documents(text: &str) -> Vec<Doc<'_>> {
             } else {
                 offset + line.len()
             };
-            start_line = if is_sep && bare.len() > 3 { n + 1 } else { n + 2 };
+            start_line = if is_sep && bare.len() > 3 {
+                n + 1
+            } else {
+                n + 2
+            };
         }
         offset += line.len();
     }
@@ -174,12 +186,28 @@ pub fn load_str(file: &str, text: &str) -> Vec<Entry> {
 
 fn yaml_error(e: &serde_saphyr::Error, first_line: usize) -> String {
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or_default().to_string();
-    let at = e
-        .location()
-        .map(|l| format!(" (line {})", l.line() as usize + first_line - 1))
-        .unwrap_or_default();
-    format!("invalid YAML: {first}{at}")
+    let first = text.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    // The parser counts lines from the document start; report them from the file start.
+    let (message, column) = match message
+        .strip_prefix("line ")
+        .and_then(|r| r.split_once(": "))
+    {
+        Some((pos, rest)) => (rest, pos.split_once(" column ").map(|(_, c)| c.to_string())),
+        None => (message, None),
+    };
+    let message = message.trim_end_matches(", set DuplicateKeyPolicy in Options if acceptable");
+    match (e.location(), column) {
+        (Some(l), Some(c)) => format!(
+            "invalid YAML at line {} column {c}: {message}",
+            l.line() as usize + first_line - 1
+        ),
+        (Some(l), None) => format!(
+            "invalid YAML at line {}: {message}",
+            l.line() as usize + first_line - 1
+        ),
+        _ => format!("invalid YAML: {message}"),
+    }
 }
 
 fn parse_failure(source: Source, message: String) -> Entry {
@@ -216,7 +244,11 @@ fn load_value(source: Source, v: Value) -> Vec<Entry> {
     }
     let kind = str_at(&v, &["kind"]).to_string();
     if kind == "List" || kind.ends_with("List") && v.get("items").is_some_and(Value::is_array) {
-        let items = v.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         return items
             .into_iter()
             .enumerate()
@@ -244,11 +276,18 @@ fn load_object(source: Source, v: Value) -> Vec<Entry> {
         },
     };
     let Some(obj) = v.as_object() else {
-        entry.outcome = invalid("", "document is not a mapping (expected an object with apiVersion and kind)");
+        entry.outcome = invalid(
+            "",
+            "document is not a mapping (expected an object with apiVersion and kind)",
+        );
         return vec![entry];
     };
     if kind.is_empty() || api_version.is_empty() {
-        let field = if api_version.is_empty() { "apiVersion" } else { "kind" };
+        let field = if api_version.is_empty() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
         entry.outcome = invalid(field, "Required value: apiVersion and kind must be set");
         return vec![entry];
     }
@@ -325,8 +364,7 @@ pub fn load_path(path: &Path) -> Result<Vec<Entry>, String> {
     let files = config_files(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
     for f in files {
-        let text =
-            std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
         out.extend(load_str(&f.display().to_string(), &text));
     }
     Ok(out)
@@ -364,7 +402,13 @@ mod tests {
     fn yaml_errors_name_the_document() {
         let out = load_str("bad.yaml", "apiVersion: v1\nkind: Service\n---\na: [\n");
         assert_eq!(out.len(), 2);
-        assert!(out[1].to_string().starts_with("bad.yaml doc 1: <unknown kind> <unnamed>: ERROR invalid YAML"), "{}", out[1]);
+        assert!(
+            out[1]
+                .to_string()
+                .starts_with("bad.yaml doc 1: <unknown kind> <unnamed>: ERROR invalid YAML"),
+            "{}",
+            out[1]
+        );
     }
 }
 

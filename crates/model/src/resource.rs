@@ -63,7 +63,11 @@ pub fn effective_namespace(kind: Kind, meta: &ObjectMeta) -> &str {
 /// Top-level keys each kind allows besides `apiVersion`, `kind` and `metadata`.
 fn body_keys(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::ServiceAccount => &["secrets", "imagePullSecrets", "automountServiceAccountToken"],
+        Kind::ServiceAccount => &[
+            "secrets",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+        ],
         _ => &["spec", "status"],
     }
 }
@@ -101,9 +105,7 @@ pub fn decode_resource(
         Kind::WorkloadEntry => decode(spec_value, "spec", &mut report).map(Spec::WorkloadEntry),
         Kind::WorkloadGroup => decode(spec_value, "spec", &mut report).map(Spec::WorkloadGroup),
         Kind::VirtualService => decode(spec_value, "spec", &mut report).map(Spec::VirtualService),
-        Kind::DestinationRule => {
-            decode(spec_value, "spec", &mut report).map(Spec::DestinationRule)
-        }
+        Kind::DestinationRule => decode(spec_value, "spec", &mut report).map(Spec::DestinationRule),
         Kind::Gateway => decode(spec_value, "spec", &mut report).map(Spec::Gateway),
         Kind::Sidecar => decode(spec_value, "spec", &mut report).map(Spec::Sidecar),
         Kind::PeerAuthentication => {
@@ -135,7 +137,10 @@ pub fn decode_resource(
 fn validate_metadata(r: &Resource, report: &mut Report) {
     let m = &r.metadata;
     if m.name.is_empty() && m.generate_name.is_empty() {
-        report.error("metadata.name", "Required value: name or generateName is required");
+        report.error(
+            "metadata.name",
+            "Required value: name or generateName is required",
+        );
     } else if !m.name.is_empty() {
         let check = match r.kind {
             Kind::Namespace | Kind::Service => common::k8s_dns1123_label(&m.name),
@@ -144,7 +149,10 @@ fn validate_metadata(r: &Resource, report: &mut Report) {
         report.check("metadata.name", check);
     }
     if !m.namespace.is_empty() {
-        report.check("metadata.namespace", common::k8s_dns1123_label(&m.namespace));
+        report.check(
+            "metadata.namespace",
+            common::k8s_dns1123_label(&m.namespace),
+        );
     }
     common::labels(&m.labels, "metadata.labels", report);
     if m.annotations.contains_key("istio.io/dry-run") && r.kind != Kind::AuthorizationPolicy {

@@ -93,8 +93,10 @@ fn resolves_to_non_string(s: &str) -> bool {
     let t = s.strip_prefix(['-', '+']).unwrap_or(s);
     let numeric = !t.is_empty()
         && (t.parse::<f64>().is_ok()
-            || t.strip_prefix("0x").is_some_and(|h| u64::from_str_radix(h, 16).is_ok())
-            || t.strip_prefix("0o").is_some_and(|o| u64::from_str_radix(o, 8).is_ok())
+            || t.strip_prefix("0x")
+                .is_some_and(|h| u64::from_str_radix(h, 16).is_ok())
+            || t.strip_prefix("0o")
+                .is_some_and(|o| u64::from_str_radix(o, 8).is_ok())
             || t.replace('_', "").parse::<f64>().is_ok());
     numeric && !t.chars().all(|c| c.is_ascii_alphabetic())
 }
@@ -106,7 +108,12 @@ fn plain_allowed(s: &str) -> bool {
     if indicator && !dash_like {
         return false;
     }
-    if s.starts_with(' ') || s.ends_with(' ') || s.contains(": ") || s.contains(" #") || s.ends_with(':') {
+    if s.starts_with(' ')
+        || s.ends_with(' ')
+        || s.contains(": ")
+        || s.contains(" #")
+        || s.ends_with(':')
+    {
         return false;
     }
     if s.contains(['\n', '\t', '\r']) || s.chars().any(|c| c.is_control()) {

@@ -68,7 +68,11 @@ fn every_seed_file_is_covered() {
 fn istio_samples_all_load_and_validate() {
     let dir = manifest_dir().join("../../../shared/corpus/istio-samples");
     let entries = load_path(&dir).expect("the Istio samples corpus must be readable");
-    assert!(entries.len() > 50, "expected the whole corpus, got {}", entries.len());
+    assert!(
+        entries.len() > 50,
+        "expected the whole corpus, got {}",
+        entries.len()
+    );
     let mut valid = 0;
     let mut problems = Vec::new();
     for e in &entries {
@@ -81,6 +85,10 @@ fn istio_samples_all_load_and_validate() {
             Outcome::Invalid { .. } => problems.push(e.to_string()),
         }
     }
-    assert!(problems.is_empty(), "invalid sample resources:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "invalid sample resources:\n{}",
+        problems.join("\n")
+    );
     assert!(valid > 40, "only {valid} mesh resources validated");
 }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "weftctl", version, about = "Weft command-line tool (istioctl-compatible where it overlaps)")]
+#[command(
+    name = "weftctl",
+    version,
+    about = "Weft command-line tool (istioctl-compatible where it overlaps)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,9 +60,10 @@ fn main() -> ExitCode {
         Command::Experimental {
             command:
                 Experimental::Workload {
-                    command: Workload::Group {
-                        command: Group::Create(args),
-                    },
+                    command:
+                        Workload::Group {
+                            command: Group::Create(args),
+                        },
                 },
         } => workload_group::run(&args),
     };

@@ -111,7 +111,10 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         .map(|e| e.to_string())
         .collect();
     if !problems.is_empty() {
-        return Err(format!("generated WorkloadGroup is invalid: {}", problems.join("; ")));
+        return Err(format!(
+            "generated WorkloadGroup is invalid: {}",
+            problems.join("; ")
+        ));
     }
     print!("{doc}");
     Ok(ExitCode::SUCCESS)

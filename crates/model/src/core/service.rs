@@ -13,7 +13,11 @@ pub struct ServiceSpec {
     pub ports: Vec<ServicePort>,
     #[serde(default, skip_serializing_if = "StringMap::is_empty")]
     pub selector: StringMap,
-    #[serde(default, rename = "clusterIP", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "clusterIP",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cluster_ip: String,
     #[serde(default, rename = "clusterIPs", skip_serializing_if = "Vec::is_empty")]
     pub cluster_ips: Vec<String>,
@@ -27,7 +31,11 @@ pub struct ServiceSpec {
     pub session_affinity: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity_config: Option<Value>,
-    #[serde(default, rename = "loadBalancerIP", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "loadBalancerIP",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub load_balancer_ip: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load_balancer_source_ranges: Vec<String>,
@@ -70,7 +78,11 @@ pub struct ServicePort {
 impl ServicePort {
     /// Transport protocol, defaulting to TCP as Kubernetes does.
     pub fn protocol(&self) -> &str {
-        if self.protocol.is_empty() { "TCP" } else { &self.protocol }
+        if self.protocol.is_empty() {
+            "TCP"
+        } else {
+            &self.protocol
+        }
     }
 }
 
@@ -124,20 +136,33 @@ impl Validate for ServiceSpec {
             } else {
                 r.check(format!("{path}.name"), common::k8s_dns1123_label(&p.name));
                 if !names.insert(p.name.clone()) {
-                    r.error(format!("{path}.name"), format!("Duplicate value: {:?}", p.name));
+                    r.error(
+                        format!("{path}.name"),
+                        format!("Duplicate value: {:?}", p.name),
+                    );
                 }
             }
             if !(1..=65535).contains(&p.port) {
                 r.error(
                     format!("{path}.port"),
-                    format!("Invalid value: {}: must be between 1 and 65535, inclusive", p.port),
+                    format!(
+                        "Invalid value: {}: must be between 1 and 65535, inclusive",
+                        p.port
+                    ),
                 );
             }
-            r.check(format!("{path}.protocol"), common::one_of(p.protocol(), PROTOCOLS));
+            r.check(
+                format!("{path}.protocol"),
+                common::one_of(p.protocol(), PROTOCOLS),
+            );
             if !seen.insert((p.port, p.protocol().to_string())) {
                 r.error(
                     path.clone(),
-                    format!("Duplicate value: {{port: {}, protocol: {}}}", p.port, p.protocol()),
+                    format!(
+                        "Duplicate value: {{port: {}, protocol: {}}}",
+                        p.port,
+                        p.protocol()
+                    ),
                 );
             }
             match &p.target_port {
@@ -167,7 +192,8 @@ impl Validate for ServiceSpec {
 fn is_port_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 15
-        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && s.bytes().any(|c| c.is_ascii_lowercase())
         && !s.starts_with('-')
         && !s.ends_with('-')

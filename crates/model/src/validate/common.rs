@@ -57,7 +57,9 @@ pub fn dns1123_labels(domain: &str) -> Result<(), String> {
             return Ok(());
         }
         if !is_dns1123_label(label) {
-            return Err(format!("domain name {domain:?} invalid (label {label:?} invalid)"));
+            return Err(format!(
+                "domain name {domain:?} invalid (label {label:?} invalid)"
+            ));
         }
     }
     Ok(())
@@ -77,7 +79,9 @@ pub fn wildcard_domain(domain: &str) -> Result<(), String> {
         None => (domain, None),
     };
     if !is_wildcard_dns1123_label(first) {
-        return Err(format!("domain name {domain:?} invalid (label {first:?} invalid)"));
+        return Err(format!(
+            "domain name {domain:?} invalid (label {first:?} invalid)"
+        ));
     }
     match rest {
         Some(r) => dns1123_labels(r),
@@ -181,7 +185,7 @@ pub fn duration(d: &crate::Duration) -> Result<(), String> {
     if v < std::time::Duration::from_millis(1) {
         return Err("duration must be greater than 1ms".into());
     }
-    if v.subsec_nanos() % 1_000_000 != 0 {
+    if !v.subsec_nanos().is_multiple_of(1_000_000) {
         return Err("only durations to ms precision are supported".into());
     }
     Ok(())
