@@ -2,9 +2,10 @@
 //! identity always comes from the authenticated caller, never from the CSR.
 
 use crate::spiffe::Identity;
+pub use rcgen::KeyPair;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, SanType, SerialNumber,
 };
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -16,8 +17,13 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Self-signed root lifetime (Istio's default: 10 years).
 pub const ROOT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// Backdate issued certificates slightly to tolerate clock skew.
+/// Backdate issued certificates slightly to tolerate clock skew: a minute, but never more than 5% of
+/// the lifetime, so a short-lived certificate's rotation point (half its lifetime) stays in the future.
 const BACKDATE: Duration = Duration::from_secs(60);
+
+fn backdate(ttl: Duration) -> Duration {
+    BACKDATE.min(ttl / 20)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyAlgorithm {
@@ -238,7 +244,7 @@ impl CertificateAuthority {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        params.not_before = to_offset(now - BACKDATE);
+        params.not_before = to_offset(now - backdate(ttl));
         params.not_after = to_offset(now + ttl);
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
@@ -286,6 +292,10 @@ mod tests {
         assert_eq!(chain[1], ca.root_pem());
         let lifetime = leaf.not_after.duration_since(leaf.not_before).unwrap();
         assert_eq!(lifetime, DEFAULT_TTL + BACKDATE);
+        // A 20 s certificate is backdated by 1 s only, so half its life is still ahead.
+        let short = ca.sign(&csr, &id, Duration::from_secs(20), now()).unwrap();
+        let short = CertInfo::from_pem(&short[0]).unwrap();
+        assert_eq!(short.lifetime(), Duration::from_secs(21));
         assert!(leaf.verify_signed_by(&CertInfo::from_pem(ca.root_pem()).unwrap()));
     }
 

@@ -98,7 +98,9 @@ pub fn test_http_binary() -> Result<PathBuf> {
         return Ok(found);
     }
     static BUILD: OnceLock<Result<()>> = OnceLock::new();
-    BUILD.get_or_init(|| build_test_http(&exe)).clone()?;
+    BUILD
+        .get_or_init(|| build_bin(&exe, "weft-testkit", TEST_HTTP_BINARY_NAME))
+        .clone()?;
     find_beside(&exe).ok_or_else(|| {
         Error::new(format!(
             "{TEST_HTTP_BINARY_NAME} not found next to {} even after building it; build it with \
@@ -116,8 +118,35 @@ fn find_beside(exe: &Path) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
-/// Builds `weft-test-http` into the target directory of `exe` (`<target>/<profile>/deps/exe`).
-fn build_test_http(exe: &Path) -> Result<()> {
+/// A binary of this workspace (`weftd`, `weft-agent`, `weftctl`, ...), built up to date into the
+/// running test's target directory on first use in this process (cargo holds no lock while tests
+/// run, and a no-op build is quick), so a scenario never runs a stale binary.
+pub fn workspace_binary(package: &str, name: &str) -> Result<PathBuf> {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static BUILT: OnceLock<Mutex<BTreeMap<String, Result<()>>>> = OnceLock::new();
+    let exe = env::current_exe().map_err(|e| Error::io("find the current executable", e))?;
+    let built = BUILT.get_or_init(|| Mutex::new(BTreeMap::new()));
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(name.to_string())
+        .or_insert_with(|| build_bin(&exe, package, name))
+        .clone()?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| {
+            Error::new(format!(
+                "{name} not found next to {} after building it",
+                exe.display()
+            ))
+        })
+}
+
+/// Builds binary `bin` of `package` into the target directory of `exe` (`<target>/<profile>/deps/exe`).
+fn build_bin(exe: &Path, package: &str, bin: &str) -> Result<()> {
     let profile_dir = match exe.parent() {
         Some(deps) if deps.file_name() == Some(OsStr::new("deps")) => deps.parent(),
         other => other,
@@ -136,7 +165,7 @@ fn build_test_http(exe: &Path) -> Result<()> {
     cmd.arg("build")
         .arg("--manifest-path")
         .arg(&manifest)
-        .args(["--bin", TEST_HTTP_BINARY_NAME])
+        .args(["-p", package, "--bin", bin])
         .arg("--target-dir")
         .arg(target_dir);
     match profile.to_str() {
@@ -149,17 +178,17 @@ fn build_test_http(exe: &Path) -> Result<()> {
         }
     }
     eprintln!(
-        "weft-testkit: building {TEST_HTTP_BINARY_NAME} into {}",
+        "weft-testkit: building {bin} into {}",
         profile_dir.display()
     );
     let out = cmd
         .output()
-        .map_err(|e| Error::io(format!("run cargo to build {TEST_HTTP_BINARY_NAME}"), e))?;
+        .map_err(|e| Error::io(format!("run cargo to build {bin}"), e))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(Error::new(format!(
-            "building {TEST_HTTP_BINARY_NAME} failed ({}): {}",
+            "building {bin} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )))

@@ -40,11 +40,13 @@ mod wait;
 
 pub use binaries::{
     ENVOY_BINARY_ENV, TEST_HTTP_BINARY_ENV, TEST_HTTP_BINARY_NAME, envoy_binary, test_http_binary,
+    workspace_binary,
 };
 pub use envoy::{Envoy, EnvoyOptions, admin_yaml};
 pub use error::{Error, Result};
 pub use host::{Host, Interface};
 pub use http::{HttpResponse, http_get};
+pub mod mesh;
 pub use lab::{KEEP_ENV, Lab, NETNS_PREFIX, Network};
 pub use netns::{check_environment, ip, list_netns, netns_exists, pids_in_netns, run_in_netns};
 pub use process::{CommandOutput, Process, command_from_argv, in_netns};

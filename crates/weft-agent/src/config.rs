@@ -149,7 +149,12 @@ impl AgentConfig {
         let mut env = BTreeMap::new();
         if let Some(pm) = proxy_config.get("proxyMetadata").and_then(Value::as_object) {
             for (k, v) in pm {
-                env.insert(k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                env.insert(
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                );
             }
         }
         env.extend(read_env_file(&paths.sidecar_env())?);
@@ -182,12 +187,18 @@ impl AgentConfig {
                 .parse::<f64>()
                 .ok()
                 .filter(|r| (0.0..1.0).contains(r))
-                .ok_or_else(|| format!("SECRET_GRACE_PERIOD_RATIO={v:?}: expected a number in [0, 1)"))?,
+                .ok_or_else(|| {
+                    format!("SECRET_GRACE_PERIOD_RATIO={v:?}: expected a number in [0, 1)")
+                })?,
             None => 0.5,
         };
         let key_algorithm = match get("WORKLOAD_RSA_KEY_SIZE") {
             Some(v) if v == "2048" => KeyAlgorithm::Rsa2048,
-            Some(v) => return Err(format!("WORKLOAD_RSA_KEY_SIZE={v:?}: only 2048 is supported")),
+            Some(v) => {
+                return Err(format!(
+                    "WORKLOAD_RSA_KEY_SIZE={v:?}: only 2048 is supported"
+                ));
+            }
             None => KeyAlgorithm::EcdsaP256,
         };
         let output_certs = get("OUTPUT_CERTS")
@@ -237,8 +248,8 @@ impl AgentConfig {
         let mut m = Map::new();
         for (k, v) in &self.env {
             if let Some(name) = k.strip_prefix("ISTIO_METAJSON_") {
-                let parsed: Value = serde_json::from_str(v)
-                    .map_err(|e| format!("{k}: invalid JSON: {e}"))?;
+                let parsed: Value =
+                    serde_json::from_str(v).map_err(|e| format!("{k}: invalid JSON: {e}"))?;
                 m.insert(name.to_string(), parsed);
             } else if let Some(name) = k.strip_prefix("ISTIO_META_") {
                 m.insert(name.to_string(), Value::String(v.clone()));
@@ -249,8 +260,12 @@ impl AgentConfig {
         m.insert("SERVICE_ACCOUNT".into(), json!(self.service_account));
         m.insert("INSTANCE_IPS".into(), json!(self.instance_ip));
         m.insert("CLUSTER_ID".into(), json!(self.cluster_id));
-        m.entry("ISTIO_VERSION").or_insert(json!(concat!("weft-", env!("CARGO_PKG_VERSION"))));
-        m.insert("PROXY_CONFIG".into(), Value::Object(self.proxy_config.clone()));
+        m.entry("ISTIO_VERSION")
+            .or_insert(json!(concat!("weft-", env!("CARGO_PKG_VERSION"))));
+        m.insert(
+            "PROXY_CONFIG".into(),
+            Value::Object(self.proxy_config.clone()),
+        );
         Ok(m)
     }
 
@@ -326,7 +341,10 @@ mod tests {
         assert_eq!(c.metadata["LABELS"]["app"], "forum");
         assert_eq!(c.metadata["SERVICE_ACCOUNT"], "forum-sa");
         assert_eq!(c.ca_address, "istiod.istio-system.svc:15012");
-        assert_eq!(c.spiffe_uri(), "spiffe://cluster.local/ns/forum-services/sa/forum-sa");
+        assert_eq!(
+            c.spiffe_uri(),
+            "spiffe://cluster.local/ns/forum-services/sa/forum-sa"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

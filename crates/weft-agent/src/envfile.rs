@@ -19,7 +19,10 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
         if key.is_empty() || !key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
             return Err(format!("line {}: invalid variable name {key:?}", n + 1));
         }
-        out.insert(key.to_string(), unquote(value).map_err(|e| format!("line {}: {e}", n + 1))?);
+        out.insert(
+            key.to_string(),
+            unquote(value).map_err(|e| format!("line {}: {e}", n + 1))?,
+        );
     }
     Ok(out)
 }

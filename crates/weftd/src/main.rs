@@ -1,24 +1,110 @@
-//! `weftd`: the control plane. For now it loads and checks a config directory; the servers
-//! (CA, xDS, admin API) are added by the identity and discovery work.
+//! `weftd`: Weft's control plane (istiod's part): the CA, the xDS server and the admin API.
+
+mod admin;
+mod authn;
+mod ca_service;
+mod conn;
+mod http;
+mod metrics;
+mod tls;
+mod xds;
 
 use clap::Parser;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::net::TcpListener;
+use weft_identity::store::{CaFiles, CaSource};
+use weft_identity::KeyAlgorithm;
+use weft_proto::ca::istio_certificate_service_server::IstioCertificateServiceServer;
+use weft_proto::envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 
-#[derive(Parser)]
-#[command(name = "weftd", version, about = "Weft control plane")]
+#[derive(Parser, Clone)]
+#[command(
+    name = "weftd",
+    version,
+    about = "Weft control plane: CA, xDS and admin API"
+)]
 struct Args {
     /// Directory of Istio/Kubernetes YAML or JSON files.
     #[arg(long = "config-dir")]
-    config_dir: PathBuf,
+    config_dir: Option<PathBuf>,
+    /// Where weftd keeps durable state (CA root, admin credential, ...).
+    #[arg(long = "state-dir", default_value = "/var/lib/weft")]
+    state_dir: PathBuf,
+    /// Trust domain of workload identities.
+    #[arg(long = "trust-domain", default_value = "cluster.local")]
+    trust_domain: String,
+    /// Cluster ID reported to proxies.
+    #[arg(long = "cluster-id", default_value = "Kubernetes")]
+    cluster_id: String,
+    /// xDS + CA over TLS.
+    #[arg(long = "xds-tls-addr", default_value = "0.0.0.0:15012")]
+    xds_tls_addr: SocketAddr,
+    /// xDS + CA in plaintext (loopback/dev).
+    #[arg(long = "xds-plaintext-addr", default_value = "127.0.0.1:15010")]
+    xds_plaintext_addr: SocketAddr,
+    /// Debug and admin HTTP API.
+    #[arg(long = "http-addr", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Prometheus metrics.
+    #[arg(long = "monitoring-addr", default_value = "0.0.0.0:15014")]
+    monitoring_addr: SocketAddr,
+    /// Extra names for weftd's serving certificate (repeatable).
+    #[arg(long = "extra-san")]
+    extra_san: Vec<String>,
+    /// Key type of a newly created root: ecdsa-p256 or rsa-2048.
+    #[arg(long = "ca-key-algorithm", default_value = "ecdsa-p256")]
+    ca_key_algorithm: String,
+    /// Default workload certificate lifetime.
+    #[arg(long = "workload-cert-ttl", default_value = "24h")]
+    workload_cert_ttl: String,
     /// Load and validate the configuration, print every problem, and exit.
     #[arg(long)]
     check: bool,
+    /// Log filter (e.g. info, debug, weftd=debug).
+    #[arg(long = "log-level", default_value = "info")]
+    log_level: String,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let entries = match weft_model::load_path(&args.config_dir) {
+    if args.check {
+        return check(&args);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weftd: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weftd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(args: &Args) -> ExitCode {
+    let Some(dir) = &args.config_dir else {
+        eprintln!("weftd: --check needs --config-dir");
+        return ExitCode::from(2);
+    };
+    let entries = match weft_model::load_path(dir) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("weftd: cannot read config: {e}");
@@ -29,18 +115,154 @@ fn main() -> ExitCode {
     for e in &invalid {
         eprintln!("weftd: rejected {e}");
     }
-    let served = entries
+    let accepted = entries
         .iter()
         .filter(|e| matches!(e.outcome, weft_model::Outcome::Valid { .. }))
         .count();
     println!(
-        "weftd: {served} resources accepted, {} rejected from {}",
+        "weftd: {accepted} resources accepted, {} rejected from {}",
         invalid.len(),
-        args.config_dir.display()
+        dir.display()
     );
-    if args.check {
-        return if invalid.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    if invalid.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
-    eprintln!("weftd: serving (CA, xDS, admin API) is not built yet; run with --check");
-    ExitCode::from(2)
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let now = SystemTime::now();
+    let alg = KeyAlgorithm::parse(&args.ca_key_algorithm)?;
+    let default_ttl = weft_model::Duration::parse(&args.workload_cert_ttl)
+        .map_err(|e| format!("--workload-cert-ttl: {e}"))?
+        .as_std();
+    std::fs::create_dir_all(&args.state_dir)
+        .and_then(|_| {
+            std::fs::set_permissions(
+                &args.state_dir,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+        })
+        .map_err(|e| format!("{}: {e}", args.state_dir.display()))?;
+    let files = CaFiles::new(&args.state_dir);
+    let (ca, source) = files.load_or_create(alg, &args.trust_domain, now)?;
+    match source {
+        CaSource::Created => tracing::info!(
+            "created a new mesh root CA in {}",
+            args.state_dir.join("ca").display()
+        ),
+        CaSource::Loaded => tracing::info!(
+            "loaded the mesh root CA from {}",
+            args.state_dir.join("ca").display()
+        ),
+        CaSource::PluggedIn => tracing::info!(
+            "using the plugged-in CA from {}",
+            args.state_dir.join("cacerts").display()
+        ),
+    }
+    let ca = Arc::new(ca);
+    let tokens = Arc::new(files.token_authority()?);
+    let admin_token = files.admin_token()?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let authn = authn::Authenticator {
+        tokens: tokens.clone(),
+        trust_domain: args.trust_domain.clone(),
+    };
+
+    let mut sans = vec![
+        "istiod.istio-system.svc".to_string(),
+        "istiod.istio-system.svc.cluster.local".to_string(),
+        "istiod".to_string(),
+        "localhost".to_string(),
+    ];
+    sans.extend(args.extra_san.iter().cloned());
+    let tls_config = tls::server_config(&ca, &sans, now)?;
+
+    let xds_state = Arc::new(xds::XdsState::new(
+        authn.clone(),
+        metrics.clone(),
+        Arc::new(xds::generate::InboundMtlsOnly),
+    ));
+    let grpc = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .add_service(IstioCertificateServiceServer::new(ca_service::CaService {
+                ca: ca.clone(),
+                authn: authn.clone(),
+                default_ttl,
+                metrics: metrics.clone(),
+            }))
+            .add_service(
+                AggregatedDiscoveryServiceServer::new(xds::Ads {
+                    state: xds_state.clone(),
+                })
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(usize::MAX),
+            )
+    };
+    let tls_listener = bind(args.xds_tls_addr, "xDS/CA TLS").await?;
+    let plain_listener = bind(args.xds_plaintext_addr, "xDS/CA plaintext").await?;
+    let http_listener = bind(args.http_addr, "admin API").await?;
+    let mon_listener = bind(args.monitoring_addr, "monitoring").await?;
+
+    let admin = Arc::new(admin::Admin {
+        admin_token,
+        tokens,
+        root_pem: ca.root_pem().to_string(),
+        xds: xds_state.clone(),
+    });
+    let admin_handler: http::Handler = Arc::new(move |req| Box::pin(admin.clone().handle(req)));
+    let mon_metrics = metrics.clone();
+    let mon_handler: http::Handler = Arc::new(move |req: http::Req| {
+        let m = mon_metrics.clone();
+        Box::pin(async move {
+            if req.path == "/metrics" {
+                http::respond(
+                    hyper::StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    m.render(),
+                )
+            } else {
+                http::text(hyper::StatusCode::NOT_FOUND, "try /metrics")
+            }
+        })
+    });
+
+    tracing::info!(
+        "weftd ready: xDS/CA TLS {} plaintext {}, admin {}, metrics {}",
+        args.xds_tls_addr,
+        args.xds_plaintext_addr,
+        args.http_addr,
+        args.monitoring_addr
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    let tls_srv = grpc().serve_with_incoming(conn::incoming(tls_listener, Some(acceptor)));
+    let plain_srv = grpc().serve_with_incoming(conn::incoming(plain_listener, None));
+    tokio::select! {
+        r = tls_srv => r.map_err(|e| format!("TLS gRPC server: {e}"))?,
+        r = plain_srv => r.map_err(|e| format!("plaintext gRPC server: {e}"))?,
+        _ = http::serve(http_listener, admin_handler) => {},
+        _ = http::serve(mon_listener, mon_handler) => {},
+        _ = shutdown_signal() => tracing::info!("weftd shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
 }
