@@ -13,6 +13,7 @@ pub mod meta;
 pub mod networking;
 pub mod resource;
 pub mod security;
+pub mod snapshot;
 pub mod validate;
 pub mod yaml_out;
 
