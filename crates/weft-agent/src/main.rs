@@ -3,6 +3,7 @@
 //! bootstrap and supervises Envoy, and reports readiness.
 
 mod bootstrap;
+mod capture;
 mod certs;
 mod config;
 mod envfile;
@@ -38,6 +39,21 @@ enum Command {
         #[arg(long = "log-level", default_value = "info")]
         log_level: String,
     },
+    /// Install Istio's transparent traffic capture (iptables), or remove it.
+    IstioIptables {
+        /// Only remove every ISTIO_* chain and jump, then exit.
+        #[arg(long = "cleanup-only")]
+        cleanup_only: bool,
+        /// Print the rules (iptables-restore input) and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// Filesystem root the VM layout is relative to (cluster.env, etc/resolv.conf, ...).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Log filter (e.g. info, debug).
+        #[arg(long = "log-level", default_value = "info")]
+        log_level: String,
+    },
     /// Print the version.
     Version,
 }
@@ -48,6 +64,12 @@ fn main() -> ExitCode {
             println!("weft-agent {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::IstioIptables {
+            cleanup_only,
+            dry_run,
+            root,
+            log_level,
+        } => capture::main(&root, cleanup_only, dry_run, &log_level),
         Command::Proxy {
             kind,
             root,
