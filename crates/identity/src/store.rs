@@ -93,7 +93,7 @@ impl CaFiles {
                 let ca = CertificateAuthority::from_pem(&key, &cert, "", &cert).map_err(|e| {
                     format!(
                         "CA in {}: {e}; refusing to start rather than replace the root (restore the files or move the directory away to start a new mesh)",
-                        self.own("").display()
+                        if e.starts_with("private key:") { &key_path } else { &cert_path }.display()
                     )
                 })?;
                 Ok((ca, CaSource::Loaded))

@@ -2,12 +2,13 @@
 //! root by the TLS layer), or an `authorization: Bearer <token>` issued by this weftd.
 
 use crate::conn::PeerInfo;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tonic::Status;
 use weft_identity::Identity;
 use weft_identity::certinfo::CertInfo;
-use weft_identity::token::TokenAuthority;
+use weft_identity::token::{TokenAuthority, TokenSubject};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
@@ -25,9 +26,41 @@ pub struct Caller {
 pub struct Authenticator {
     pub tokens: Arc<TokenAuthority>,
     pub trust_domain: String,
+    /// Tokens whose signature was already verified (a VM sends the same token on every call until
+    /// it has a certificate): skips the ES256 verification, never the expiry check.
+    verified: Arc<Mutex<HashMap<String, TokenSubject>>>,
 }
 
+/// Bound on remembered tokens; the cache is simply cleared when full.
+const VERIFIED_CACHE: usize = 4096;
+
 impl Authenticator {
+    pub fn new(tokens: Arc<TokenAuthority>, trust_domain: String) -> Self {
+        Authenticator {
+            tokens,
+            trust_domain,
+            verified: Arc::default(),
+        }
+    }
+
+    fn verify_token(&self, token: &str, now: SystemTime) -> Result<TokenSubject, String> {
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(token) {
+            if now < s.expires {
+                return Ok(s.clone());
+            }
+            cache.remove(token);
+        }
+        drop(cache);
+        let subject = self.tokens.verify(token, now)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), subject.clone());
+        Ok(subject)
+    }
+
     /// Authenticates a gRPC request. A valid client certificate wins; otherwise a bearer token is
     /// required. Errors are `Unauthenticated` with the reason.
     pub fn authenticate<T>(&self, req: &tonic::Request<T>) -> Result<Caller, Status> {
@@ -50,8 +83,7 @@ impl Authenticator {
                 Status::unauthenticated("authorization header is not `Bearer <token>`")
             })?;
         let subject = self
-            .tokens
-            .verify(token.trim(), SystemTime::now())
+            .verify_token(token.trim(), SystemTime::now())
             .map_err(|e| Status::unauthenticated(format!("authentication failed: {e}")))?;
         Ok(Caller {
             identity: Identity::new(
