@@ -89,8 +89,23 @@ impl Kind {
     pub fn plural(self) -> String {
         let lower = self.name().to_ascii_lowercase();
         match lower.strip_suffix('y') {
-            Some(stem) => format!("{stem}ies"),
-            None => format!("{lower}s"),
+            // policy → policies, but gateway → gateways.
+            Some(stem) if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => format!("{stem}ies"),
+            _ => format!("{lower}s"),
+        }
+    }
+
+    /// How kubectl names the kind in its messages: `virtualservice.networking.istio.io`
+    /// (`virtualservices.networking.istio.io` when `plural`); `service` / `services` for core kinds.
+    pub fn qualified_name(self, plural: bool) -> String {
+        let name = if plural {
+            self.plural()
+        } else {
+            self.name().to_ascii_lowercase()
+        };
+        match self.group() {
+            "" => name,
+            g => format!("{name}.{g}"),
         }
     }
 
@@ -191,5 +206,27 @@ mod tests {
             Some(Kind::AuthorizationPolicy)
         );
         assert_eq!(Kind::lookup("nope"), None);
+        assert_eq!(Kind::lookup("gateways"), Some(Kind::Gateway));
+        assert_eq!(
+            Kind::lookup("authorizationpolicies"),
+            Some(Kind::AuthorizationPolicy)
+        );
+    }
+
+    #[test]
+    fn names_kinds_like_kubectl() {
+        assert_eq!(
+            Kind::VirtualService.qualified_name(false),
+            "virtualservice.networking.istio.io"
+        );
+        assert_eq!(
+            Kind::Gateway.qualified_name(true),
+            "gateways.networking.istio.io"
+        );
+        assert_eq!(
+            Kind::AuthorizationPolicy.qualified_name(true),
+            "authorizationpolicies.security.istio.io"
+        );
+        assert_eq!(Kind::Service.qualified_name(false), "service");
     }
 }

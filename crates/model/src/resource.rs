@@ -48,6 +48,44 @@ impl Resource {
     pub fn name(&self) -> &str {
         &self.metadata.name
     }
+
+    /// The resource as a Kubernetes JSON object (`apiVersion`, `kind`, `metadata`, `spec`,
+    /// `status`); a ServiceAccount's fields are top-level. Loading it back gives an equal resource.
+    pub fn to_json(&self) -> Value {
+        fn value<T: serde::Serialize>(v: &T) -> Value {
+            serde_json::to_value(v).unwrap_or_else(|_| Value::Object(Map::new()))
+        }
+        let mut obj = Map::new();
+        obj.insert("apiVersion".into(), Value::String(self.api_version.clone()));
+        obj.insert("kind".into(), Value::String(self.kind.name().to_string()));
+        obj.insert("metadata".into(), value(&self.metadata));
+        let spec = match &self.spec {
+            Spec::ServiceAccount(s) => {
+                if let Value::Object(fields) = value(s) {
+                    obj.extend(fields);
+                }
+                None
+            }
+            Spec::Namespace(s) => Some(value(s)),
+            Spec::Service(s) => Some(value(s)),
+            Spec::ServiceEntry(s) => Some(value(s)),
+            Spec::WorkloadEntry(s) => Some(value(s)),
+            Spec::WorkloadGroup(s) => Some(value(s)),
+            Spec::VirtualService(s) => Some(value(s)),
+            Spec::DestinationRule(s) => Some(value(s)),
+            Spec::Gateway(s) => Some(value(s)),
+            Spec::Sidecar(s) => Some(value(s)),
+            Spec::PeerAuthentication(s) => Some(value(s)),
+            Spec::AuthorizationPolicy(s) => Some(value(s)),
+        };
+        if let Some(spec) = spec {
+            obj.insert("spec".into(), spec);
+        }
+        if let Some(status) = &self.status {
+            obj.insert("status".into(), status.clone());
+        }
+        Value::Object(obj)
+    }
 }
 
 pub fn effective_namespace(kind: Kind, meta: &ObjectMeta) -> &str {

@@ -1,9 +1,14 @@
-//! `weftctl`: validate mesh config and generate VM workload artifacts, speaking istioctl's flags.
+//! `weftctl`: validate mesh config and generate VM workload artifacts, speaking istioctl's flags;
+//! apply, get and delete config through weftd's admin API, speaking kubectl's.
 
+mod client;
+mod resources;
+mod table;
 mod validate;
 mod workload_group;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -13,6 +18,22 @@ use std::process::ExitCode;
     about = "Weft command-line tool (istioctl-compatible where it overlaps)"
 )]
 struct Cli {
+    /// weftd's admin API.
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// File holding weftd's admin token (weftd writes it to <state-dir>/admin-token).
+    #[arg(
+        long = "admin-token-file",
+        global = true,
+        env = "WEFT_ADMIN_TOKEN_FILE",
+        default_value = "/var/lib/weft/admin-token"
+    )]
+    admin_token_file: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +42,12 @@ struct Cli {
 enum Command {
     /// Validate Istio/Kubernetes YAML or JSON files (or directories of them).
     Validate(validate::Args),
+    /// Apply configuration from files to weftd (all or nothing), as `kubectl apply -f`.
+    Apply(resources::ApplyArgs),
+    /// Display objects weftd serves, as `kubectl get`.
+    Get(resources::GetArgs),
+    /// Delete objects from weftd, by file or by kind and name, as `kubectl delete`.
+    Delete(resources::DeleteArgs),
     /// Experimental commands, as `istioctl x`.
     #[command(name = "x", alias = "experimental")]
     Experimental {
@@ -53,10 +80,27 @@ enum Group {
     Create(workload_group::Args),
 }
 
+/// Runs one of kubectl's verbs against weftd; failures are reported in kubectl's words.
+fn kubectl<A>(
+    cli: &Cli,
+    run: fn(&client::Client, &A) -> Result<ExitCode, String>,
+    args: &A,
+) -> ExitCode {
+    client::Client::new(&cli.server, &cli.admin_token_file)
+        .and_then(|c| run(&c, args))
+        .unwrap_or_else(|message| {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Validate(args) => validate::run(&args),
+    let result = match &cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Apply(args) => Ok(kubectl(&cli, resources::apply, args)),
+        Command::Get(args) => Ok(kubectl(&cli, resources::get, args)),
+        Command::Delete(args) => Ok(kubectl(&cli, resources::delete, args)),
         Command::Experimental {
             command:
                 Experimental::Workload {
@@ -65,7 +109,7 @@ fn main() -> ExitCode {
                             command: Group::Create(args),
                         },
                 },
-        } => workload_group::run(&args),
+        } => workload_group::run(args),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ mod ca_service;
 mod conn;
 mod http;
 mod metrics;
+mod store;
 mod tls;
 mod xds;
 
@@ -49,6 +50,9 @@ struct Args {
     /// Debug and admin HTTP API.
     #[arg(long = "http-addr", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// Where Services written without a clusterIP get their VIP from.
+    #[arg(long = "service-cidr", default_value = "10.96.0.0/16")]
+    service_cidr: store::Cidr,
     /// Prometheus metrics.
     #[arg(long = "monitoring-addr", default_value = "0.0.0.0:15014")]
     monitoring_addr: SocketAddr,
@@ -172,10 +176,7 @@ async fn run(args: Args) -> Result<(), String> {
     let tokens = Arc::new(files.token_authority()?);
     let admin_token = files.admin_token()?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let authn = authn::Authenticator {
-        tokens: tokens.clone(),
-        trust_domain: args.trust_domain.clone(),
-    };
+    let authn = authn::Authenticator::new(tokens.clone(), args.trust_domain.clone());
 
     let mut sans = vec![
         "istiod.istio-system.svc".to_string(),
@@ -186,11 +187,11 @@ async fn run(args: Args) -> Result<(), String> {
     sans.extend(args.extra_san.iter().cloned());
     let tls_config = tls::server_config(&ca, &sans, now)?;
 
-    let xds_state = Arc::new(xds::XdsState::new(
-        authn.clone(),
-        metrics.clone(),
-        Arc::new(xds::generate::InboundMtlsOnly),
-    ));
+    let (_push_tx, push_rx) = tokio::sync::watch::channel(Arc::new(xds::push::PushState {
+        version: 1,
+        generator: Arc::new(xds::generate::InboundMtlsOnly),
+    }));
+    let xds_state = Arc::new(xds::XdsState::new(authn.clone(), metrics.clone(), push_rx));
     let grpc = || {
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
@@ -213,7 +214,17 @@ async fn run(args: Args) -> Result<(), String> {
     let http_listener = bind(args.http_addr, "admin API").await?;
     let mon_listener = bind(args.monitoring_addr, "monitoring").await?;
 
+    let (store, store_rx) = store::start(
+        args.config_dir.clone(),
+        args.state_dir.clone(),
+        args.service_cidr,
+    )
+    .await?;
+    // TODO(lead): push engine consumes store_rx
+    let _ = &store_rx;
+
     let admin = Arc::new(admin::Admin {
+        store,
         admin_token,
         tokens,
         root_pem: ca.root_pem().to_string(),

@@ -3,6 +3,7 @@
 //! inbound passthrough cluster. The discovery work replaces it with full translation.
 
 use super::node::Proxy;
+use std::sync::Arc;
 use weft_proto::envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use weft_proto::envoy_types::pb::envoy::config::core::v3::{
     ApiConfigSource, ConfigSource, GrpcService, SocketAddress, TransportSocket, address,
@@ -48,9 +49,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Produces the resources of one type for one proxy. Pure.
+/// Produces the resources of one type for one proxy. Pure; resources shared between proxies are
+/// returned as clones of the same `Arc` (encoded once).
 pub trait Generator: Send + Sync + 'static {
-    fn generate(&self, proxy: &Proxy, type_url: &str) -> Vec<NamedResource>;
+    fn generate(&self, proxy: &Proxy, type_url: &str) -> Vec<Arc<NamedResource>>;
 }
 
 pub const INBOUND_PASSTHROUGH: &str = "InboundPassthroughCluster";
@@ -60,8 +62,8 @@ pub const BLACKHOLE: &str = "BlackHoleCluster";
 pub struct InboundMtlsOnly;
 
 impl Generator for InboundMtlsOnly {
-    fn generate(&self, proxy: &Proxy, url: &str) -> Vec<NamedResource> {
-        match url {
+    fn generate(&self, proxy: &Proxy, url: &str) -> Vec<Arc<NamedResource>> {
+        let v = match url {
             type_url::CLUSTER => vec![
                 NamedResource::new(INBOUND_PASSTHROUGH, pack_any(passthrough_cluster())),
                 NamedResource::new(BLACKHOLE, pack_any(blackhole_cluster())),
@@ -73,7 +75,8 @@ impl Generator for InboundMtlsOnly {
                 )]
             }
             _ => vec![],
-        }
+        };
+        v.into_iter().map(Arc::new).collect()
     }
 }
 

@@ -3,12 +3,12 @@
 
 pub mod generate;
 pub mod node;
+pub mod push;
 mod stream;
 
 use crate::authn::{Authenticator, Caller};
 use crate::conn::PeerInfo;
 use crate::metrics::Metrics;
-use generate::Generator;
 use node::Proxy;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -61,20 +61,29 @@ pub struct ConnStatus {
 pub struct XdsState {
     pub authn: Authenticator,
     pub metrics: Arc<Metrics>,
-    pub generator: Arc<dyn Generator>,
+    pushes: tokio::sync::watch::Receiver<Arc<push::PushState>>,
     conns: Mutex<BTreeMap<u64, ConnStatus>>,
     next_id: AtomicU64,
 }
 
 impl XdsState {
-    pub fn new(authn: Authenticator, metrics: Arc<Metrics>, generator: Arc<dyn Generator>) -> Self {
+    pub fn new(
+        authn: Authenticator,
+        metrics: Arc<Metrics>,
+        pushes: tokio::sync::watch::Receiver<Arc<push::PushState>>,
+    ) -> Self {
         XdsState {
             authn,
             metrics,
-            generator,
+            pushes,
             conns: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// The push states, starting with the current one.
+    pub fn pushes(&self) -> tokio::sync::watch::Receiver<Arc<push::PushState>> {
+        self.pushes.clone()
     }
 
     fn register(&self, status: ConnStatus) -> u64 {

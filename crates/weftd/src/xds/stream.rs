@@ -1,8 +1,11 @@
-//! One ADS stream: the first request names the node (authorised against the caller), then each
-//! request is an ACK/NACK, a new subscription, or both.
+//! One ADS stream. The first request names the node (authorised against the caller). After that the
+//! stream reacts to two things: requests from Envoy (subscriptions, ACKs, NACKs) and new push states,
+//! after which it sends only what changed for the types Envoy watches, clusters before endpoints
+//! before listeners before routes (make before break).
 
 use super::generate::NamedResource;
 use super::node::Proxy;
+use super::push::PushState;
 use super::{ConnStatus, XdsState, authorize};
 use crate::authn::Caller;
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 use tokio::sync::mpsc::Sender;
+use tokio::sync::watch;
 use tonic::{Status, Streaming};
+use weft_proto::envoy_types::pb::envoy::config::core::v3::Node;
 use weft_proto::envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
 };
@@ -19,6 +24,17 @@ use weft_proto::type_url;
 /// Types whose empty subscription means "everything" (wildcard).
 fn is_wildcard_type(url: &str) -> bool {
     url == type_url::LISTENER || url == type_url::CLUSTER
+}
+
+/// Push order: clusters, endpoints, listeners, routes, then anything else.
+fn push_rank(url: &str) -> u8 {
+    match url {
+        type_url::CLUSTER => 0,
+        type_url::ENDPOINT => 1,
+        type_url::LISTENER => 2,
+        type_url::ROUTE => 3,
+        _ => 4,
+    }
 }
 
 /// Removes the connection from the registry however the stream ends.
@@ -33,58 +49,232 @@ impl Drop for Registration {
     }
 }
 
-fn open(
-    state: &Arc<XdsState>,
-    caller: &Option<Caller>,
-    peer: &str,
-    node: Option<&weft_proto::envoy_types::pb::envoy::config::core::v3::Node>,
-    delta: bool,
-) -> Result<(Proxy, Registration), Status> {
-    let node =
-        node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
-    let proxy = Proxy::from_node(node).map_err(Status::invalid_argument)?;
-    authorize(caller.as_ref(), &proxy)?;
-    let identity = caller
-        .as_ref()
-        .map(|c| c.identity.to_string())
-        .unwrap_or_else(|| "anonymous (plaintext)".into());
-    tracing::info!(proxy = %proxy.id, %identity, %peer, delta, "xDS stream opened");
-    let id = state.register(ConnStatus {
-        proxy: proxy.clone(),
-        peer: peer.to_string(),
-        identity,
-        delta,
-        connected_at: SystemTime::now(),
-        types: BTreeMap::new(),
-    });
-    Ok((
-        proxy,
-        Registration {
-            state: state.clone(),
-            id,
-        },
-    ))
+/// What Envoy watches of one type, and what it was last sent.
+#[derive(Default)]
+struct Watch {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// name → version the client holds (as far as we know).
+    sent: BTreeMap<String, String>,
+    nonce: String,
+    /// A NACKed state is not re-sent until the configuration changes again.
+    nacked_push: Option<u64>,
 }
 
-fn filter(
-    resources: Vec<NamedResource>,
-    names: &BTreeSet<String>,
-    wildcard: bool,
-) -> Vec<NamedResource> {
-    if wildcard {
-        resources
-    } else {
-        resources
-            .into_iter()
-            .filter(|r| names.contains(&r.name))
-            .collect()
+impl Watch {
+    fn selects(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
     }
 }
 
-#[derive(Default)]
-struct SotwType {
-    names: BTreeSet<String>,
-    nonce: String,
+/// The protocol-specific half of a stream.
+trait Flavor {
+    type Response: Send + 'static;
+    /// A response carrying the full current set (SotW) or the changes (delta); `None` = nothing to send.
+    fn response(
+        w: &mut Watch,
+        url: &str,
+        current: &[Arc<NamedResource>],
+        nonce: &str,
+        push_version: u64,
+        force: bool,
+    ) -> Option<Self::Response>;
+}
+
+struct Sotw;
+struct Delta;
+
+impl Flavor for Sotw {
+    type Response = DiscoveryResponse;
+    fn response(
+        w: &mut Watch,
+        url: &str,
+        current: &[Arc<NamedResource>],
+        nonce: &str,
+        push_version: u64,
+        force: bool,
+    ) -> Option<DiscoveryResponse> {
+        let now: BTreeMap<String, String> = current.iter().map(|r| (r.name.clone(), r.version.clone())).collect();
+        if !force && now == w.sent {
+            return None;
+        }
+        w.sent = now;
+        Some(DiscoveryResponse {
+            version_info: push_version.to_string(),
+            resources: current.iter().map(|r| r.resource.clone()).collect(),
+            type_url: url.to_string(),
+            nonce: nonce.to_string(),
+            ..Default::default()
+        })
+    }
+}
+
+impl Flavor for Delta {
+    type Response = DeltaDiscoveryResponse;
+    fn response(
+        w: &mut Watch,
+        url: &str,
+        current: &[Arc<NamedResource>],
+        nonce: &str,
+        push_version: u64,
+        force: bool,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let names: BTreeSet<&str> = current.iter().map(|r| r.name.as_str()).collect();
+        let removed: Vec<String> = w
+            .sent
+            .keys()
+            .filter(|n| !names.contains(n.as_str()))
+            .cloned()
+            .collect();
+        let updates: Vec<Resource> = current
+            .iter()
+            .filter(|r| w.sent.get(&r.name) != Some(&r.version))
+            .map(|r| Resource {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.resource.clone()),
+                ..Default::default()
+            })
+            .collect();
+        if updates.is_empty() && removed.is_empty() && !force {
+            return None;
+        }
+        for r in &updates {
+            w.sent.insert(r.name.clone(), r.version.clone());
+        }
+        for n in &removed {
+            w.sent.remove(n);
+        }
+        Some(DeltaDiscoveryResponse {
+            type_url: url.to_string(),
+            resources: updates,
+            removed_resources: removed,
+            nonce: nonce.to_string(),
+            system_version_info: push_version.to_string(),
+            ..Default::default()
+        })
+    }
+}
+
+/// Stream state shared by both flavors.
+struct Conn<F: Flavor> {
+    state: Arc<XdsState>,
+    proxy: Proxy,
+    reg: Registration,
+    watches: BTreeMap<String, Watch>,
+    nonces: u64,
+    push: Arc<PushState>,
+    tx: Sender<Result<F::Response, Status>>,
+}
+
+impl<F: Flavor> Conn<F> {
+    fn open(
+        state: &Arc<XdsState>,
+        caller: &Option<Caller>,
+        peer: &str,
+        node: Option<&Node>,
+        delta: bool,
+        push: Arc<PushState>,
+        tx: Sender<Result<F::Response, Status>>,
+    ) -> Result<Self, Status> {
+        let node = node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
+        let proxy = Proxy::from_node(node).map_err(Status::invalid_argument)?;
+        authorize(caller.as_ref(), &proxy)?;
+        let identity = caller
+            .as_ref()
+            .map(|c| c.identity.to_string())
+            .unwrap_or_else(|| "anonymous (plaintext)".into());
+        tracing::info!(proxy = %proxy.id, %identity, %peer, delta, "xDS stream opened");
+        let id = state.register(ConnStatus {
+            proxy: proxy.clone(),
+            peer: peer.to_string(),
+            identity,
+            delta,
+            connected_at: SystemTime::now(),
+            types: BTreeMap::new(),
+        });
+        Ok(Conn {
+            state: state.clone(),
+            proxy,
+            reg: Registration { state: state.clone(), id },
+            watches: BTreeMap::new(),
+            nonces: 0,
+            push,
+            tx,
+        })
+    }
+
+    fn ack_or_nack(&mut self, url: &str, nonce: &str, error: Option<&str>) {
+        let Some(w) = self.watches.get_mut(url) else { return };
+        if nonce.is_empty() || nonce != w.nonce {
+            return; // not an answer to our latest response
+        }
+        match error {
+            Some(message) => {
+                self.state.metrics.xds_rejects.fetch_add(1, Relaxed);
+                tracing::warn!(proxy = %self.proxy.id, type_url = %url, "NACK: {message}");
+                w.nacked_push = Some(self.push.version);
+                let m = message.to_string();
+                self.state.update(self.reg.id, url, |s| s.nack = Some(m));
+            }
+            None => {
+                let n = nonce.to_string();
+                self.state.update(self.reg.id, url, |s| {
+                    s.acked_nonce = n;
+                    s.nack = None;
+                });
+            }
+        }
+    }
+
+    /// Sends `url`'s resources if they differ from what the client has (or `force`).
+    async fn send(&mut self, url: &str, force: bool) -> bool {
+        let push = self.push.clone();
+        let Some(w) = self.watches.get_mut(url) else { return true };
+        if w.nacked_push == Some(push.version) && !force {
+            return true;
+        }
+        let current: Vec<Arc<NamedResource>> = push
+            .generator
+            .generate(&self.proxy, url)
+            .into_iter()
+            .filter(|r| w.selects(&r.name))
+            .collect();
+        let nonce = (self.nonces + 1).to_string();
+        let Some(resp) = F::response(w, url, &current, &nonce, push.version, force) else {
+            return true;
+        };
+        self.nonces += 1;
+        w.nonce = nonce.clone();
+        let version = push.version.to_string();
+        self.state.update(self.reg.id, url, |s| {
+            s.sent_nonce = nonce;
+            s.sent_version = version;
+        });
+        self.state.metrics.xds_pushes.fetch_add(1, Relaxed);
+        self.tx.send(Ok(resp)).await.is_ok()
+    }
+
+    /// A new configuration: send every watched type what changed, in make-before-break order.
+    async fn on_push(&mut self, push: Arc<PushState>) -> bool {
+        self.push = push;
+        let mut urls: Vec<String> = self.watches.keys().cloned().collect();
+        urls.sort_by_key(|u| push_rank(u));
+        for url in urls {
+            if !self.send(&url, false).await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The next push state; waits forever once no more can come.
+async fn next_push(rx: &mut watch::Receiver<Arc<PushState>>) -> Option<Arc<PushState>> {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    Some(rx.borrow_and_update().clone())
 }
 
 pub async fn run_sotw(
@@ -94,20 +284,24 @@ pub async fn run_sotw(
     mut inbound: Streaming<DiscoveryRequest>,
     tx: Sender<Result<DiscoveryResponse, Status>>,
 ) {
-    let mut conn: Option<(Proxy, Registration)> = None;
-    let mut types: BTreeMap<String, SotwType> = BTreeMap::new();
-    let mut nonce_counter = 0u64;
+    let mut pushes = state.pushes();
+    let mut conn: Option<Conn<Sotw>> = None;
     loop {
-        let req = match inbound.message().await {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!("xDS stream ended: {e}");
-                break;
+        let req = tokio::select! {
+            r = inbound.message() => match r {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => { tracing::debug!("xDS stream ended: {e}"); break; }
+            },
+            p = next_push(&mut pushes), if conn.is_some() => {
+                let Some(p) = p else { break };
+                if let Some(c) = conn.as_mut() && !c.on_push(p).await { break; }
+                continue;
             }
         };
         if conn.is_none() {
-            match open(&state, &caller, &peer, req.node.as_ref(), false) {
+            let push = pushes.borrow_and_update().clone();
+            match Conn::open(&state, &caller, &peer, req.node.as_ref(), false, push, tx.clone()) {
                 Ok(c) => conn = Some(c),
                 Err(status) => {
                     tracing::warn!("xDS stream refused: {}", status.message());
@@ -116,77 +310,24 @@ pub async fn run_sotw(
                 }
             }
         }
-        let Some((proxy, reg)) = &conn else { return };
+        let Some(c) = conn.as_mut() else { return };
         let url = req.type_url.clone();
+        let error = req.error_detail.as_ref().map(|e| e.message.clone());
+        c.ack_or_nack(&url, &req.response_nonce, error.as_deref());
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
-        let entry = types.entry(url.clone()).or_default();
-        if !req.response_nonce.is_empty() {
-            if req.response_nonce != entry.nonce {
-                continue; // stale ACK for an older response
-            }
-            if let Some(err) = &req.error_detail {
-                state.metrics.xds_rejects.fetch_add(1, Relaxed);
-                tracing::warn!(proxy = %proxy.id, type_url = %url, "NACK: {}", err.message);
-                state.update(reg.id, &url, |s| s.nack = Some(err.message.clone()));
-            } else {
-                state.update(reg.id, &url, |s| {
-                    s.acked_nonce = req.response_nonce.clone();
-                    s.nack = None;
-                });
-            }
-            if names == entry.names {
-                continue;
-            }
-        }
-        entry.names = names;
-        let resources = filter(
-            state.generator.generate(proxy, &url),
-            &entry.names,
-            is_wildcard_type(&url) || entry.names.is_empty() && is_wildcard_type(&url),
-        );
-        nonce_counter += 1;
-        let nonce = nonce_counter.to_string();
-        let version = combined_version(&resources);
-        entry.nonce = nonce.clone();
-        state.update(reg.id, &url, |s| {
-            s.sent_nonce = nonce.clone();
-            s.sent_version = version.clone();
-        });
-        state.metrics.xds_pushes.fetch_add(1, Relaxed);
-        let resp = DiscoveryResponse {
-            version_info: version,
-            resources: resources.into_iter().map(|r| r.resource).collect(),
-            type_url: url,
-            nonce,
-            ..Default::default()
-        };
-        if tx.send(Ok(resp)).await.is_err() {
+        let first = !c.watches.contains_key(&url);
+        let w = c.watches.entry(url.clone()).or_default();
+        let names_changed = names != w.names;
+        w.wildcard = is_wildcard_type(&url) && names.is_empty();
+        w.names = names;
+        // A first request, or a change of subscribed names, needs an answer even if nothing changed.
+        if (first || names_changed) && !c.send(&url, true).await {
             break;
         }
     }
-    if let Some((proxy, _)) = &conn {
-        tracing::info!(proxy = %proxy.id, "xDS stream closed");
+    if let Some(c) = &conn {
+        tracing::info!(proxy = %c.proxy.id, "xDS stream closed");
     }
-}
-
-fn combined_version(resources: &[NamedResource]) -> String {
-    let joined: Vec<&str> = resources.iter().map(|r| r.version.as_str()).collect();
-    let h = joined
-        .join(",")
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-        });
-    format!("{h:016x}")
-}
-
-#[derive(Default)]
-struct DeltaType {
-    wildcard: bool,
-    names: BTreeSet<String>,
-    /// Versions the client holds.
-    known: BTreeMap<String, String>,
-    nonce: String,
 }
 
 pub async fn run_delta(
@@ -196,20 +337,24 @@ pub async fn run_delta(
     mut inbound: Streaming<DeltaDiscoveryRequest>,
     tx: Sender<Result<DeltaDiscoveryResponse, Status>>,
 ) {
-    let mut conn: Option<(Proxy, Registration)> = None;
-    let mut types: BTreeMap<String, DeltaType> = BTreeMap::new();
-    let mut nonce_counter = 0u64;
+    let mut pushes = state.pushes();
+    let mut conn: Option<Conn<Delta>> = None;
     loop {
-        let req = match inbound.message().await {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!("xDS delta stream ended: {e}");
-                break;
+        let req = tokio::select! {
+            r = inbound.message() => match r {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => { tracing::debug!("xDS delta stream ended: {e}"); break; }
+            },
+            p = next_push(&mut pushes), if conn.is_some() => {
+                let Some(p) = p else { break };
+                if let Some(c) = conn.as_mut() && !c.on_push(p).await { break; }
+                continue;
             }
         };
         if conn.is_none() {
-            match open(&state, &caller, &peer, req.node.as_ref(), true) {
+            let push = pushes.borrow_and_update().clone();
+            match Conn::open(&state, &caller, &peer, req.node.as_ref(), true, push, tx.clone()) {
                 Ok(c) => conn = Some(c),
                 Err(status) => {
                     tracing::warn!("xDS stream refused: {}", status.message());
@@ -218,99 +363,39 @@ pub async fn run_delta(
                 }
             }
         }
-        let Some((proxy, reg)) = &conn else { return };
+        let Some(c) = conn.as_mut() else { return };
         let url = req.type_url.clone();
-        let first = !types.contains_key(&url);
-        let entry = types.entry(url.clone()).or_default();
-        if !req.response_nonce.is_empty() && req.response_nonce == entry.nonce {
-            if let Some(err) = &req.error_detail {
-                state.metrics.xds_rejects.fetch_add(1, Relaxed);
-                tracing::warn!(proxy = %proxy.id, type_url = %url, "NACK: {}", err.message);
-                state.update(reg.id, &url, |s| s.nack = Some(err.message.clone()));
-            } else {
-                state.update(reg.id, &url, |s| {
-                    s.acked_nonce = req.response_nonce.clone();
-                    s.nack = None;
-                });
-            }
-        }
+        let error = req.error_detail.as_ref().map(|e| e.message.clone());
+        c.ack_or_nack(&url, &req.response_nonce, error.as_deref());
+        let first = !c.watches.contains_key(&url);
+        let w = c.watches.entry(url.clone()).or_default();
         if first {
-            entry.wildcard = req.resource_names_subscribe.is_empty() && is_wildcard_type(&url);
-            entry.known = req.initial_resource_versions.clone().into_iter().collect();
+            w.wildcard = req.resource_names_subscribe.is_empty() && is_wildcard_type(&url);
+            // After a reconnect Envoy tells us what it already has: send only differences.
+            w.sent = req.initial_resource_versions.clone().into_iter().collect();
         }
-        let changed = first
-            || !req.resource_names_subscribe.is_empty()
-            || !req.resource_names_unsubscribe.is_empty();
+        let mut changed = first;
         for n in &req.resource_names_subscribe {
+            changed = true;
             if n == "*" {
-                entry.wildcard = true;
+                w.wildcard = true;
             } else {
-                entry.names.insert(n.clone());
+                w.names.insert(n.clone());
             }
         }
         for n in &req.resource_names_unsubscribe {
+            changed = true;
             if n == "*" {
-                entry.wildcard = false;
+                w.wildcard = false;
             }
-            entry.names.remove(n);
-            entry.known.remove(n);
+            w.names.remove(n);
+            w.sent.remove(n);
         }
-        if !changed {
-            continue;
-        }
-        let resources = filter(
-            state.generator.generate(proxy, &url),
-            &entry.names,
-            entry.wildcard,
-        );
-        let current: BTreeSet<String> = resources.iter().map(|r| r.name.clone()).collect();
-        let removed: Vec<String> = entry
-            .known
-            .keys()
-            .filter(|n| !current.contains(*n) && (entry.wildcard || entry.names.contains(*n)))
-            .cloned()
-            .collect();
-        let updates: Vec<Resource> = resources
-            .into_iter()
-            .filter(|r| entry.known.get(&r.name) != Some(&r.version))
-            .map(|r| Resource {
-                name: r.name,
-                version: r.version,
-                resource: Some(r.resource),
-                ..Default::default()
-            })
-            .collect();
-        if updates.is_empty() && removed.is_empty() && !first {
-            continue;
-        }
-        for r in &updates {
-            entry.known.insert(r.name.clone(), r.version.clone());
-        }
-        for n in &removed {
-            entry.known.remove(n);
-        }
-        nonce_counter += 1;
-        let nonce = nonce_counter.to_string();
-        entry.nonce = nonce.clone();
-        let version = format!("{}", updates.len());
-        state.update(reg.id, &url, |s| {
-            s.sent_nonce = nonce.clone();
-            s.sent_version = version.clone();
-        });
-        state.metrics.xds_pushes.fetch_add(1, Relaxed);
-        let resp = DeltaDiscoveryResponse {
-            type_url: url,
-            resources: updates,
-            removed_resources: removed,
-            nonce,
-            system_version_info: version,
-            ..Default::default()
-        };
-        if tx.send(Ok(resp)).await.is_err() {
+        if changed && !c.send(&url, first).await {
             break;
         }
     }
-    if let Some((proxy, _)) = &conn {
-        tracing::info!(proxy = %proxy.id, "xDS stream closed");
+    if let Some(c) = &conn {
+        tracing::info!(proxy = %c.proxy.id, "xDS stream closed");
     }
 }
