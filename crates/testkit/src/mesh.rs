@@ -10,6 +10,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// The `istio-proxy` user the agent and Envoy run as.
+pub const PROXY_UID: u32 = 1337;
+
+/// cluster.env settings for Istio's default VM capture (everything in, everything out, SSH and the
+/// agent's own ports excluded).
+pub const CAPTURE_ENV: &[(&str, &str)] = &[
+    ("ISTIO_INBOUND_PORTS", "*"),
+    ("ISTIO_LOCAL_EXCLUDE_PORTS", "22,15090,15021,15020"),
+    ("ISTIO_SERVICE_CIDR", "*"),
+];
+
 /// Name weftd's serving certificate carries and agents verify.
 pub const ISTIOD_SAN: &str = "istiod.istio-system.svc";
 
@@ -119,6 +130,30 @@ impl ControlPlane {
         Ok(text + "\n")
     }
 
+    /// The VIP weftd allocated (or the clusterIP) for Service `namespace/name`.
+    pub fn service_vip(&self, namespace: &str, name: &str) -> Result<String> {
+        let (code, body) = self.api(
+            "GET",
+            &format!("/api/v1/resources/services?namespace={namespace}&name={name}"),
+            None,
+        )?;
+        let vip = body
+            .split("\"vip\"")
+            .nth(1)
+            .and_then(|r| r.split('"').nth(1))
+            .map(str::to_string);
+        let cluster_ip = body
+            .split("\"clusterIP\"")
+            .nth(1)
+            .and_then(|r| r.split('"').nth(1))
+            .map(str::to_string);
+        vip.or(cluster_ip).ok_or_else(|| {
+            Error::new(format!(
+                "no VIP for service {namespace}/{name}: {code} {body}"
+            ))
+        })
+    }
+
     /// `/debug/syncz` as text (JSON).
     pub fn syncz(&self) -> Result<String> {
         self.api("GET", "/debug/syncz", None).map(|(_, b)| b)
@@ -134,7 +169,7 @@ fn spawn_weftd(host: &Host, state_dir: &Path, extra: &[String]) -> Result<Proces
         .args(["--xds-plaintext-addr", "127.0.0.1:15010"])
         .args(["--http-addr", "0.0.0.0:8080"])
         .args(["--monitoring-addr", "0.0.0.0:15014"])
-        .args(["--log-level", "debug"])
+        .args(["--log-level", "info"])
         .args(extra);
     let p = host.spawn_command("weftd", &cmd)?;
     for port in [15012, 8080] {
@@ -229,16 +264,63 @@ impl VmRoot {
         self.write_mesh_config(&format!("defaultConfig:\n  discoveryAddress: {addr}\n"))
     }
 
-    /// Starts `weft-agent proxy --root <root>` (plus `args`) in `host`.
+    /// Starts `weft-agent proxy --root <root>` (plus `args`) in `host`, as the current user.
     pub fn start_agent(&self, host: &Host, name: &str, args: &[&str]) -> Result<Process> {
+        host.spawn_command(name, &self.agent_command(args, false)?)
+    }
+
+    /// Starts the agent as the `istio-proxy` user (UID/GID 1337) the way a VM runs it, so that
+    /// traffic capture exempts the agent and Envoy. The root is handed to that user first.
+    pub fn start_agent_as_proxy_user(
+        &self,
+        host: &Host,
+        name: &str,
+        args: &[&str],
+    ) -> Result<Process> {
+        let out = Command::new("chown")
+            .args(["-R", &format!("{PROXY_UID}:{PROXY_UID}")])
+            .arg(&self.root)
+            .output()
+            .map_err(|e| Error::io("run chown", e))?;
+        if !out.status.success() {
+            return Err(Error::new(format!(
+                "chown failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        host.spawn_command(name, &self.agent_command(args, true)?)
+    }
+
+    fn agent_command(&self, args: &[&str], as_proxy_user: bool) -> Result<Command> {
         let bin = workspace_binary("weft-agent", "weft-agent")?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = if as_proxy_user {
+            let mut c = Command::new("setpriv");
+            c.args([
+                format!("--reuid={PROXY_UID}"),
+                format!("--regid={PROXY_UID}"),
+                "--clear-groups".to_string(),
+            ])
+            .arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
         cmd.arg("proxy")
             .args(args)
             .arg("--root")
             .arg(&self.root)
             .env("ENVOY_BINARY", envoy_binary()?)
             .env("WEFT_LOG", "debug");
-        host.spawn_command(name, &cmd)
+        Ok(cmd)
+    }
+
+    /// Installs traffic capture in `host` from this root's settings (`weft-agent istio-iptables`,
+    /// run as root like the VM start script does).
+    pub fn install_capture(&self, host: &Host) -> Result<()> {
+        let bin = workspace_binary("weft-agent", "weft-agent")?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("istio-iptables").arg("--root").arg(&self.root);
+        host.run_command(&cmd, Duration::from_secs(60))?.checked()?;
+        Ok(())
     }
 }

@@ -65,6 +65,9 @@ struct Args {
     /// Default workload certificate lifetime.
     #[arg(long = "workload-cert-ttl", default_value = "24h")]
     workload_cert_ttl: String,
+    /// Istio MeshConfig YAML (trustDomain, rootNamespace, outboundTrafficPolicy.mode).
+    #[arg(long = "mesh-config")]
+    mesh_config: Option<PathBuf>,
     /// Load and validate the configuration, print every problem, and exit.
     #[arg(long)]
     check: bool,
@@ -187,10 +190,30 @@ async fn run(args: Args) -> Result<(), String> {
     sans.extend(args.extra_san.iter().cloned());
     let tls_config = tls::server_config(&ca, &sans, now)?;
 
-    let (_push_tx, push_rx) = tokio::sync::watch::channel(Arc::new(xds::push::PushState {
-        version: 1,
-        generator: Arc::new(xds::generate::InboundMtlsOnly),
-    }));
+    let mesh = Arc::new(read_mesh_config(
+        args.mesh_config.as_deref(),
+        &args.trust_domain,
+    )?);
+    let (store, store_rx) = store::start(
+        args.config_dir.clone(),
+        args.state_dir.clone(),
+        args.service_cidr,
+    )
+    .await?;
+    // Every accepted configuration change becomes one debounced push state.
+    let push_rx = xds::push::debounced(
+        store_rx,
+        xds::push::DEBOUNCE_AFTER,
+        xds::push::DEBOUNCE_MAX,
+        move |snap: &Arc<store::StoreSnapshot>, version| xds::push::PushState {
+            version,
+            generator: Arc::new(weft_xds::PushContext::new(
+                snap.config.clone(),
+                &snap.allocations,
+                &mesh,
+            )),
+        },
+    );
     let xds_state = Arc::new(xds::XdsState::new(authn.clone(), metrics.clone(), push_rx));
     let grpc = || {
         tonic::transport::Server::builder()
@@ -213,15 +236,6 @@ async fn run(args: Args) -> Result<(), String> {
     let plain_listener = bind(args.xds_plaintext_addr, "xDS/CA plaintext").await?;
     let http_listener = bind(args.http_addr, "admin API").await?;
     let mon_listener = bind(args.monitoring_addr, "monitoring").await?;
-
-    let (store, store_rx) = store::start(
-        args.config_dir.clone(),
-        args.state_dir.clone(),
-        args.service_cidr,
-    )
-    .await?;
-    // TODO(lead): push engine consumes store_rx
-    let _ = &store_rx;
 
     let admin = Arc::new(admin::Admin {
         store,
@@ -265,6 +279,30 @@ async fn run(args: Args) -> Result<(), String> {
         _ = shutdown_signal() => tracing::info!("weftd shutting down"),
     }
     Ok(())
+}
+
+/// The mesh config: `--mesh-config` if given (Istio's MeshConfig YAML), with `--trust-domain`
+/// used when the file names none.
+fn read_mesh_config(
+    path: Option<&std::path::Path>,
+    trust_domain: &str,
+) -> Result<weft_xds::MeshConfig, String> {
+    let mut mesh = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            if text.trim().is_empty() {
+                weft_xds::MeshConfig::default()
+            } else {
+                serde_saphyr::from_str(&text)
+                    .map_err(|e| format!("{}: invalid mesh config: {e}", p.display()))?
+            }
+        }
+        None => weft_xds::MeshConfig::default(),
+    };
+    if path.is_none() || mesh.trust_domain.is_empty() {
+        mesh.trust_domain = trust_domain.to_string();
+    }
+    Ok(mesh)
 }
 
 async fn shutdown_signal() {

@@ -124,7 +124,7 @@ impl XdsState {
         let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         let list: Vec<Value> = conns
             .iter()
-            .filter(|(_, c)| proxy.is_none_or(|p| c.proxy.key() == p))
+            .filter(|(_, c)| proxy.is_none_or(|p| node::key(&c.proxy) == p))
             .map(|(id, c)| {
                 let types: serde_json::Map<String, Value> = c
                     .types
@@ -140,7 +140,7 @@ impl XdsState {
                     .collect();
                 json!({
                     "connectionId": id,
-                    "proxy": c.proxy.key(),
+                    "proxy": node::key(&c.proxy),
                     "nodeId": c.proxy.id,
                     "identity": c.identity,
                     "peer": c.peer,

@@ -74,9 +74,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bursts_become_one_push() {
         let (tx, rx) = watch::channel(0u32);
-        let mut out = debounced(rx, DEBOUNCE_AFTER, DEBOUNCE_MAX, |_v: &u32, version| PushState {
-            version,
-            generator: Arc::new(Nothing),
+        let mut out = debounced(rx, DEBOUNCE_AFTER, DEBOUNCE_MAX, |_v: &u32, version| {
+            PushState {
+                version,
+                generator: Arc::new(Nothing),
+            }
         });
         assert_eq!(out.borrow_and_update().version, 1);
         for i in 1..=5 {
@@ -84,7 +86,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         out.changed().await.unwrap();
-        assert_eq!(out.borrow_and_update().version, 2, "five quick changes, one push");
+        assert_eq!(
+            out.borrow_and_update().version,
+            2,
+            "five quick changes, one push"
+        );
         // A steady trickle is still pushed by the max delay.
         let start = Instant::now();
         let trickle = tokio::spawn(async move {
@@ -94,7 +100,10 @@ mod tests {
             }
         });
         out.changed().await.unwrap();
-        assert!(start.elapsed() >= DEBOUNCE_MAX && start.elapsed() < DEBOUNCE_MAX + Duration::from_millis(200));
+        assert!(
+            start.elapsed() >= DEBOUNCE_MAX
+                && start.elapsed() < DEBOUNCE_MAX + Duration::from_millis(200)
+        );
         trickle.abort();
     }
 }

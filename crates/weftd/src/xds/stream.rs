@@ -94,7 +94,10 @@ impl Flavor for Sotw {
         push_version: u64,
         force: bool,
     ) -> Option<DiscoveryResponse> {
-        let now: BTreeMap<String, String> = current.iter().map(|r| (r.name.clone(), r.version.clone())).collect();
+        let now: BTreeMap<String, String> = current
+            .iter()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect();
         if !force && now == w.sent {
             return None;
         }
@@ -177,8 +180,9 @@ impl<F: Flavor> Conn<F> {
         push: Arc<PushState>,
         tx: Sender<Result<F::Response, Status>>,
     ) -> Result<Self, Status> {
-        let node = node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
-        let proxy = Proxy::from_node(node).map_err(Status::invalid_argument)?;
+        let node =
+            node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
+        let proxy = super::node::from_node(node).map_err(Status::invalid_argument)?;
         authorize(caller.as_ref(), &proxy)?;
         let identity = caller
             .as_ref()
@@ -196,7 +200,10 @@ impl<F: Flavor> Conn<F> {
         Ok(Conn {
             state: state.clone(),
             proxy,
-            reg: Registration { state: state.clone(), id },
+            reg: Registration {
+                state: state.clone(),
+                id,
+            },
             watches: BTreeMap::new(),
             nonces: 0,
             push,
@@ -205,7 +212,9 @@ impl<F: Flavor> Conn<F> {
     }
 
     fn ack_or_nack(&mut self, url: &str, nonce: &str, error: Option<&str>) {
-        let Some(w) = self.watches.get_mut(url) else { return };
+        let Some(w) = self.watches.get_mut(url) else {
+            return;
+        };
         if nonce.is_empty() || nonce != w.nonce {
             return; // not an answer to our latest response
         }
@@ -230,7 +239,9 @@ impl<F: Flavor> Conn<F> {
     /// Sends `url`'s resources if they differ from what the client has (or `force`).
     async fn send(&mut self, url: &str, force: bool) -> bool {
         let push = self.push.clone();
-        let Some(w) = self.watches.get_mut(url) else { return true };
+        let Some(w) = self.watches.get_mut(url) else {
+            return true;
+        };
         if w.nacked_push == Some(push.version) && !force {
             return true;
         }
@@ -301,7 +312,15 @@ pub async fn run_sotw(
         };
         if conn.is_none() {
             let push = pushes.borrow_and_update().clone();
-            match Conn::open(&state, &caller, &peer, req.node.as_ref(), false, push, tx.clone()) {
+            match Conn::open(
+                &state,
+                &caller,
+                &peer,
+                req.node.as_ref(),
+                false,
+                push,
+                tx.clone(),
+            ) {
                 Ok(c) => conn = Some(c),
                 Err(status) => {
                     tracing::warn!("xDS stream refused: {}", status.message());
@@ -354,7 +373,15 @@ pub async fn run_delta(
         };
         if conn.is_none() {
             let push = pushes.borrow_and_update().clone();
-            match Conn::open(&state, &caller, &peer, req.node.as_ref(), true, push, tx.clone()) {
+            match Conn::open(
+                &state,
+                &caller,
+                &peer,
+                req.node.as_ref(),
+                true,
+                push,
+                tx.clone(),
+            ) {
                 Ok(c) => conn = Some(c),
                 Err(status) => {
                     tracing::warn!("xDS stream refused: {}", status.message());

@@ -1,0 +1,184 @@
+//! The per-snapshot push context: the registry, PeerAuthentications, and the resources every
+//! sidecar shares, built once on first use.
+
+use crate::authn::{MtlsPolicy, PeerAuthentications};
+use crate::endpoints::load_assignment;
+use crate::mesh::MeshConfig;
+use crate::names::outbound_cluster;
+use crate::proxy::{Proxy, ProxyKind};
+use crate::registry::{Allocations, Registry, Resolution};
+use crate::resource::NamedResource;
+use crate::{DOMAIN_SUFFIX, clusters, listeners, routes};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use weft_model::snapshot::Snapshot;
+use weft_proto::envoy_types::util::pack_any;
+use weft_proto::type_url;
+
+type Shared = OnceLock<Vec<Arc<NamedResource>>>;
+
+/// Everything translation needs for one snapshot. Cheap to create; the shared resource lists
+/// are built on the first request that needs them and then handed out as `Arc` clones.
+pub struct PushContext {
+    snapshot: Arc<Snapshot>,
+    mesh: MeshConfig,
+    registry: Registry,
+    peer_authentications: PeerAuthentications,
+    clusters: Shared,
+    endpoints: Shared,
+    listeners: Shared,
+    /// Route configurations per proxy DNS domain (`<ns>.svc.cluster.local`), one slot for each
+    /// namespace the snapshot knows; other domains are built uncached.
+    routes: BTreeMap<String, Shared>,
+}
+
+impl PushContext {
+    pub fn new(snapshot: Arc<Snapshot>, allocations: &Allocations, mesh: &MeshConfig) -> Self {
+        let registry = Registry::build(&snapshot, allocations, mesh);
+        let peer_authentications = PeerAuthentications::new(&snapshot, &mesh.root_namespace);
+        let mut namespaces: Vec<String> = snapshot
+            .iter()
+            .map(|(k, _)| {
+                if k.kind == weft_model::Kind::Namespace {
+                    k.name.clone()
+                } else {
+                    k.namespace.clone()
+                }
+            })
+            .filter(|ns| !ns.is_empty())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        let routes = namespaces
+            .into_iter()
+            .map(|ns| (format!("{ns}.svc.{DOMAIN_SUFFIX}"), OnceLock::new()))
+            .collect();
+        PushContext {
+            snapshot,
+            mesh: mesh.clone(),
+            registry,
+            peer_authentications,
+            clusters: OnceLock::new(),
+            endpoints: OnceLock::new(),
+            listeners: OnceLock::new(),
+            routes,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    pub fn mesh(&self) -> &MeshConfig {
+        &self.mesh
+    }
+
+    /// The mTLS modes the proxy's inbound ports accept.
+    pub fn mtls_policy(&self, proxy: &Proxy) -> MtlsPolicy {
+        self.peer_authentications
+            .resolve(&proxy.namespace, &self.registry.proxy_labels(proxy))
+    }
+
+    /// Resources of `type_url` for `proxy`, ordered (deterministically) as Envoy should apply
+    /// them. Shared ones are the same `Arc` for every proxy. Routers (gateways) get clusters and
+    /// endpoints only, for now. Unknown type URLs give nothing.
+    pub fn generate(&self, proxy: &Proxy, type_url: &str) -> Vec<Arc<NamedResource>> {
+        let sidecar = proxy.kind == ProxyKind::Sidecar;
+        match type_url {
+            type_url::CLUSTER => {
+                let mut out = self.shared_clusters().to_vec();
+                if sidecar {
+                    out.extend(self.registry.inbound_ports(proxy).iter().map(|p| {
+                        resource(clusters::inbound(p).name.clone(), clusters::inbound(p))
+                    }));
+                }
+                out
+            }
+            type_url::ENDPOINT => self.shared_endpoints().to_vec(),
+            type_url::LISTENER if sidecar => {
+                let mut out = self.shared_listeners().to_vec();
+                let inbound = listeners::inbound::virtual_inbound(
+                    &self.registry.inbound_ports(proxy),
+                    &self.mtls_policy(proxy),
+                );
+                out.push(resource(inbound.name.clone(), inbound));
+                out
+            }
+            type_url::ROUTE if sidecar => match self.routes.get(&proxy.dns_domain) {
+                Some(slot) => slot
+                    .get_or_init(|| self.build_routes(&proxy.dns_domain))
+                    .clone(),
+                None => self.build_routes(&proxy.dns_domain),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    /// Outbound clusters (by name), then BlackHoleCluster, InboundPassthroughCluster,
+    /// PassthroughCluster.
+    pub fn shared_clusters(&self) -> &[Arc<NamedResource>] {
+        self.clusters.get_or_init(|| {
+            let mut out: Vec<Arc<NamedResource>> = Vec::new();
+            for svc in self.registry.services() {
+                for p in &svc.ports {
+                    let c = clusters::outbound(svc, p);
+                    out.push(resource(c.name.clone(), c));
+                }
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            for c in [
+                clusters::blackhole(),
+                clusters::inbound_passthrough(),
+                clusters::passthrough(),
+            ] {
+                out.push(resource(c.name.clone(), c));
+            }
+            out
+        })
+    }
+
+    /// One ClusterLoadAssignment per EDS cluster (resource name = cluster name), by name. Every
+    /// EDS cluster has one, possibly empty: Envoy waits for it (initial fetch timeout 0).
+    pub fn shared_endpoints(&self) -> &[Arc<NamedResource>] {
+        self.endpoints.get_or_init(|| {
+            let mut out: Vec<Arc<NamedResource>> = Vec::new();
+            for svc in self.registry.services() {
+                if svc.resolution != Resolution::ClientSideLb {
+                    continue;
+                }
+                for p in &svc.ports {
+                    let name = outbound_cluster(p.port, &svc.hostname);
+                    let cla = load_assignment(&name, svc.endpoints(p.port));
+                    out.push(resource(name, cla));
+                }
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            out
+        })
+    }
+
+    /// `virtualOutbound`, then the per-port outbound listeners by name.
+    pub fn shared_listeners(&self) -> &[Arc<NamedResource>] {
+        self.listeners.get_or_init(|| {
+            listeners::outbound::listeners(&self.registry, &self.mesh)
+                .into_iter()
+                .map(|l| resource(l.name.clone(), l))
+                .collect()
+        })
+    }
+
+    fn build_routes(&self, dns_domain: &str) -> Vec<Arc<NamedResource>> {
+        routes::route_configs(&self.registry, &self.mesh, dns_domain)
+            .into_iter()
+            .map(|rc| resource(rc.name.clone(), rc))
+            .collect()
+    }
+}
+
+fn resource<M: prost::Message + prost::Name>(name: String, msg: M) -> Arc<NamedResource> {
+    Arc::new(NamedResource::new(name, pack_any(msg)))
+}

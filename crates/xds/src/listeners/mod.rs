@@ -1,0 +1,99 @@
+//! LDS: the shared outbound listeners and the per-proxy `virtualInbound`.
+
+pub(crate) mod inbound;
+pub(crate) mod outbound;
+
+use crate::util::{ads_config_source, bool_value, network_filter, secs};
+use weft_proto::envoy_types::pb::envoy::config::listener::v3::{
+    Filter, ListenerFilter, listener_filter,
+};
+use weft_proto::envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use weft_proto::envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use weft_proto::envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use weft_proto::envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use weft_proto::envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+use weft_proto::envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    TcpProxy, tcp_proxy,
+};
+use weft_proto::envoy_types::util::pack_any;
+
+pub(crate) const HCM: &str = "envoy.filters.network.http_connection_manager";
+pub(crate) const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+
+pub(crate) fn tcp_proxy_filter(cluster: &str) -> Filter {
+    network_filter(
+        TCP_PROXY,
+        pack_any(TcpProxy {
+            stat_prefix: cluster.into(),
+            cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+            ..Default::default()
+        }),
+    )
+}
+
+pub(crate) enum Routes {
+    /// RDS over ADS, by route configuration name.
+    Rds(String),
+    Inline(Box<RouteConfiguration>),
+}
+
+/// Istio's sidecar HTTP connection manager (router only; no Istio-specific filters).
+pub(crate) fn http_connection_manager(
+    stat_prefix: String,
+    routes: Routes,
+) -> HttpConnectionManager {
+    HttpConnectionManager {
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        stat_prefix,
+        route_specifier: Some(match routes {
+            Routes::Rds(name) => http_connection_manager::RouteSpecifier::Rds(Rds {
+                config_source: ads_config_source(),
+                route_config_name: name,
+            }),
+            Routes::Inline(rc) => http_connection_manager::RouteSpecifier::RouteConfig(*rc),
+        }),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        use_remote_address: bool_value(false),
+        upgrade_configs: vec![http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        }],
+        stream_idle_timeout: secs(0),
+        normalize_path: bool_value(true),
+        path_with_escaped_slashes_action:
+            http_connection_manager::PathWithEscapedSlashesAction::KeepUnchanged as i32,
+        ..Default::default()
+    }
+}
+
+pub(crate) fn hcm_filter(hcm: HttpConnectionManager) -> Filter {
+    network_filter(HCM, pack_any(hcm))
+}
+
+pub(crate) fn original_dst_filter() -> ListenerFilter {
+    ListenerFilter {
+        name: "envoy.filters.listener.original_dst".into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            OriginalDst::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn tls_inspector_filter() -> ListenerFilter {
+    ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}

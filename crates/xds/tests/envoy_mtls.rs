@@ -1,0 +1,397 @@
+//! Two real Envoys speak Istio mTLS with the generated configuration: the webapp sidecar's
+//! outbound HTTP listener routes `Host: forum.forum-services` to `outbound|80||forum...`, whose
+//! tlsMode-istio endpoint is dialled with ISTIO_MUTUAL (SNI, SAN check on forum's SPIFFE
+//! identity, ALPN `istio`); the forum sidecar's `virtualInbound` takes it on its STRICT chain and
+//! forwards it to the application with the caller's identity in `x-forwarded-client-cert`,
+//! from source 127.0.0.6. Plaintext to the STRICT port is refused.
+//!
+//! Without iptables there is no capture, so the test re-addresses what capture would provide:
+//! the webapp listener `0.0.0.0_80` is bound on 127.0.0.1 (instead of being reached through
+//! `virtualOutbound`), the forum endpoint and `virtualInbound` sit on a free loopback port P (the
+//! inbound chain's destination port 8080 becomes P), and `inbound|8080||` (ORIGINAL_DST, which
+//! without a REDIRECT would dial Envoy itself) becomes a STATIC cluster to the test's
+//! application, keeping the generated 127.0.0.6 source binding. Certificates come from Weft's CA
+//! as static secrets named like the agent's SDS ones (`default`, `ROOTCA`).
+
+mod common;
+
+use common::envoy::{envoy_binary, static_cluster, static_resources, temp_dir};
+use common::{decode, snapshot};
+use prost::Message;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use weft_identity::{CertificateAuthority, Identity, KeyAlgorithm};
+use weft_proto::envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
+use weft_proto::envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use weft_proto::envoy_types::pb::envoy::config::core::v3::{
+    Address, DataSource, Node, SocketAddress, TransportSocket, address, data_source,
+    socket_address, transport_socket,
+};
+use weft_proto::envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
+use weft_proto::envoy_types::pb::envoy::config::listener::v3::Listener;
+use weft_proto::envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, Secret, TlsCertificate,
+    UpstreamTlsContext, common_tls_context, secret,
+};
+use weft_proto::envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
+use weft_proto::envoy_types::util::pack_any;
+use weft_xds::{Allocations, MeshConfig, Proxy, PushContext};
+
+const FORUM_HOST: &str = "forum.forum-services.svc.cluster.local";
+
+fn addr(ip: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.into(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn inline(s: &str) -> Option<DataSource> {
+    Some(DataSource {
+        specifier: Some(data_source::Specifier::InlineString(s.into())),
+        ..Default::default()
+    })
+}
+
+/// `default` (chain + key) and `ROOTCA` for `identity`.
+fn secrets(ca: &CertificateAuthority, ns: &str, sa: &str) -> Vec<Secret> {
+    let key = KeyAlgorithm::EcdsaP256.generate().unwrap();
+    let chain = ca
+        .sign_key(
+            &key,
+            &Identity::new("cluster.local", ns, sa),
+            Duration::from_secs(3600),
+            SystemTime::now(),
+        )
+        .unwrap();
+    vec![
+        Secret {
+            name: "default".into(),
+            r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                certificate_chain: inline(&chain.concat()),
+                private_key: inline(&key.serialize_pem()),
+                ..Default::default()
+            })),
+        },
+        Secret {
+            name: "ROOTCA".into(),
+            r#type: Some(secret::Type::ValidationContext(
+                CertificateValidationContext {
+                    trusted_ca: inline(ca.root_pem()),
+                    ..Default::default()
+                },
+            )),
+        },
+    ]
+}
+
+/// SDS references without a config source are looked up in the static secrets.
+fn use_static_secrets(ts: &mut TransportSocket) {
+    fn strip(c: &mut CommonTlsContext) {
+        for s in &mut c.tls_certificate_sds_secret_configs {
+            s.sds_config = None;
+        }
+        if let Some(common_tls_context::ValidationContextType::CombinedValidationContext(v)) =
+            &mut c.validation_context_type
+            && let Some(s) = &mut v.validation_context_sds_secret_config
+        {
+            s.sds_config = None;
+        }
+    }
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &mut ts.config_type else {
+        return;
+    };
+    if any.type_url.ends_with(".UpstreamTlsContext") {
+        let mut ctx: UpstreamTlsContext = decode(any);
+        strip(ctx.common_tls_context.as_mut().unwrap());
+        *any = pack_any(ctx);
+    } else if any.type_url.ends_with(".DownstreamTlsContext") {
+        let mut ctx: DownstreamTlsContext = decode(any);
+        strip(ctx.common_tls_context.as_mut().unwrap());
+        *any = pack_any(ctx);
+    }
+}
+
+fn fix_clusters(clusters: &mut [Cluster]) {
+    for c in clusters {
+        for m in &mut c.transport_socket_matches {
+            if let Some(ts) = &mut m.transport_socket {
+                use_static_secrets(ts);
+            }
+        }
+    }
+}
+
+fn fix_listener(l: &mut Listener) {
+    for chain in &mut l.filter_chains {
+        if let Some(ts) = &mut chain.transport_socket {
+            use_static_secrets(ts);
+        }
+    }
+}
+
+struct Envoy(Child);
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(envoy: &Path, dir: &Path, name: &str, b: Bootstrap) -> Envoy {
+    let file = dir.join(format!("{name}.pb"));
+    std::fs::write(&file, b.encode_to_vec()).unwrap();
+    let child = Command::new(envoy)
+        .args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "-l",
+            "info",
+            "-c",
+        ])
+        .arg(&file)
+        .arg("--log-path")
+        .arg(dir.join(format!("{name}.log")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start envoy");
+    Envoy(child)
+}
+
+fn bootstrap(
+    proxy: &Proxy,
+    listeners: Vec<Listener>,
+    clusters: Vec<Cluster>,
+    secrets: Vec<Secret>,
+) -> Bootstrap {
+    Bootstrap {
+        node: Some(Node {
+            id: proxy.id.clone(),
+            cluster: format!("{}.{}", proxy.name, proxy.namespace),
+            ..Default::default()
+        }),
+        static_resources: Some(bootstrap::StaticResources {
+            listeners,
+            clusters,
+            secrets,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The application: answers every request with its peer address and the XFCC header.
+fn application() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(50) {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).to_string();
+            let xfcc = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("x-forwarded-client-cert")
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_default();
+            let peer = conn
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let body = format!("peer={peer}\nxfcc={xfcc}\n");
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// One HTTP/1.1 request; the whole response, or what went wrong.
+fn get(port: u16, host: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /hello HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[test]
+fn webapp_calls_forum_over_istio_mtls() {
+    let Some(envoy) = envoy_binary() else {
+        eprintln!("skipped: no Envoy binary (set ENVOY_BINARY)");
+        return;
+    };
+    let dir = temp_dir("mtls");
+    let snap = snapshot(include_str!("../testdata/forum.yaml"));
+    let mut allocations = Allocations::new();
+    allocations.insert(
+        ("forum-services".into(), "forum".into()),
+        "10.96.0.20".parse().unwrap(),
+    );
+    let ctx = PushContext::new(snap, &allocations, &MeshConfig::default());
+    let ca =
+        CertificateAuthority::new_root(KeyAlgorithm::EcdsaP256, "weft-test", SystemTime::now())
+            .unwrap();
+    let app_port = application();
+    let inbound_port = free_port();
+    let outbound_port = free_port();
+
+    // Forum: virtualInbound on P; inbound|8080|| to the application.
+    let forum = Proxy::sidecar(
+        "forum-vm",
+        "forum-services",
+        "198.18.1.10",
+        &[("app", "forum")],
+    );
+    let (listeners, mut clusters) = static_resources(&ctx, &forum);
+    let mut inbound = listeners
+        .into_iter()
+        .find(|l| l.name == "virtualInbound")
+        .unwrap();
+    inbound.address = Some(addr("127.0.0.1", inbound_port));
+    for chain in &mut inbound.filter_chains {
+        if let Some(m) = &mut chain.filter_chain_match
+            && m.destination_port.as_ref().is_some_and(|p| p.value == 8080)
+        {
+            m.destination_port = Some(UInt32Value {
+                value: u32::from(inbound_port),
+            });
+        }
+    }
+    fix_listener(&mut inbound);
+    let app = clusters
+        .iter_mut()
+        .find(|c| c.name == "inbound|8080||")
+        .unwrap();
+    let bind = app.upstream_bind_config.clone();
+    *app = static_cluster("inbound|8080||", addr("127.0.0.1", app_port));
+    app.upstream_bind_config = bind;
+    fix_clusters(&mut clusters);
+    let _forum_envoy = start(
+        &envoy,
+        &dir,
+        "forum",
+        bootstrap(
+            &forum,
+            vec![inbound],
+            clusters,
+            secrets(&ca, "forum-services", "forum-sa"),
+        ),
+    );
+
+    // Webapp: 0.0.0.0_80 bound on 127.0.0.1:Q; forum's endpoint at 127.0.0.1:P.
+    let webapp = Proxy::sidecar(
+        "webapp",
+        "istioinaction",
+        "198.18.1.20",
+        &[("app", "webapp")],
+    );
+    let (listeners, mut clusters) = static_resources(&ctx, &webapp);
+    let mut outbound = listeners
+        .into_iter()
+        .find(|l| l.name == "0.0.0.0_80")
+        .unwrap();
+    outbound.address = Some(addr("127.0.0.1", outbound_port));
+    outbound.bind_to_port = Some(BoolValue { value: true });
+    let forum_cluster = clusters
+        .iter_mut()
+        .find(|c| c.name == format!("outbound|80||{FORUM_HOST}"))
+        .unwrap();
+    for ep in forum_cluster
+        .load_assignment
+        .as_mut()
+        .unwrap()
+        .endpoints
+        .iter_mut()
+        .flat_map(|l| l.lb_endpoints.iter_mut())
+    {
+        if let Some(lb_endpoint::HostIdentifier::Endpoint(e)) = &mut ep.host_identifier {
+            e.address = Some(addr("127.0.0.1", inbound_port));
+        }
+    }
+    fix_clusters(&mut clusters);
+    let _webapp_envoy = start(
+        &envoy,
+        &dir,
+        "webapp",
+        bootstrap(
+            &webapp,
+            vec![outbound],
+            clusters,
+            secrets(&ca, "istioinaction", "webapp"),
+        ),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let response = loop {
+        match get(outbound_port, "forum.forum-services") {
+            Ok(r) if r.starts_with("HTTP/1.1 200") => break r,
+            other if Instant::now() > deadline => {
+                let logs = ["forum", "webapp"].map(|n| {
+                    std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default()
+                });
+                panic!(
+                    "no 200 through the mesh: {other:?}\nforum:\n{}\nwebapp:\n{}",
+                    logs[0], logs[1]
+                );
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    assert!(
+        response.contains("URI=spiffe://cluster.local/ns/istioinaction/sa/webapp"),
+        "{response}"
+    );
+    assert!(response.contains("peer=127.0.0.6"), "{response}");
+    // The VIP and the full host name route the same way.
+    for host in ["10.96.0.20", FORUM_HOST] {
+        let r = get(outbound_port, host).unwrap();
+        assert!(r.starts_with("HTTP/1.1 200"), "{host}: {r}");
+    }
+
+    // STRICT: plaintext straight to the inbound port gets no HTTP answer.
+    let mut s = TcpStream::connect(("127.0.0.1", inbound_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = s.shutdown(Shutdown::Write);
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(!out.contains("HTTP/1.1"), "plaintext was answered: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,55 @@
+//! Golden tests: the resources two sidecars of the forum scenario receive, as Envoy-style JSON
+//! (`testdata/*.golden.json`; `UPDATE_GOLDEN=1 cargo test -p weft-xds --test golden` rewrites).
+
+mod common;
+
+use common::{golden, render, snapshot};
+use std::sync::Arc;
+use weft_proto::type_url;
+use weft_xds::{Allocations, MeshConfig, Proxy, PushContext};
+
+pub fn forum_context() -> PushContext {
+    let snap = snapshot(include_str!("../testdata/forum.yaml"));
+    let mut allocations = Allocations::new();
+    allocations.insert(
+        ("forum-services".into(), "forum".into()),
+        "10.96.0.20".parse().unwrap(),
+    );
+    PushContext::new(snap, &allocations, &MeshConfig::default())
+}
+
+fn check(ctx: &PushContext, proxy: &Proxy, prefix: &str) {
+    for (url, kind) in [
+        (type_url::CLUSTER, "clusters"),
+        (type_url::ENDPOINT, "endpoints"),
+        (type_url::LISTENER, "listeners"),
+        (type_url::ROUTE, "routes"),
+    ] {
+        let resources: Vec<Arc<_>> = ctx.generate(proxy, url);
+        golden(&format!("{prefix}.{kind}.golden.json"), &render(&resources));
+    }
+}
+
+#[test]
+fn webapp_sidecar() {
+    let ctx = forum_context();
+    let proxy = Proxy::sidecar(
+        "webapp",
+        "istioinaction",
+        "198.18.1.20",
+        &[("app", "webapp")],
+    );
+    check(&ctx, &proxy, "webapp");
+}
+
+#[test]
+fn forum_sidecar() {
+    let ctx = forum_context();
+    let proxy = Proxy::sidecar(
+        "forum-vm",
+        "forum-services",
+        "198.18.1.10",
+        &[("app", "forum")],
+    );
+    check(&ctx, &proxy, "forum");
+}
