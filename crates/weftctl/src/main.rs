@@ -2,6 +2,7 @@
 //! apply, get and delete config through weftd's admin API, speaking kubectl's.
 
 mod client;
+mod proxy_status;
 mod resources;
 mod table;
 mod validate;
@@ -48,6 +49,9 @@ enum Command {
     Get(resources::GetArgs),
     /// Delete objects from weftd, by file or by kind and name, as `kubectl delete`.
     Delete(resources::DeleteArgs),
+    /// Sync state of every connected proxy, as `istioctl proxy-status`.
+    #[command(name = "proxy-status", alias = "ps")]
+    ProxyStatus(proxy_status::Args),
     /// Experimental commands, as `istioctl x`.
     #[command(name = "x", alias = "experimental")]
     Experimental {
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => Ok(kubectl(&cli, resources::apply, args)),
         Command::Get(args) => Ok(kubectl(&cli, resources::get, args)),
         Command::Delete(args) => Ok(kubectl(&cli, resources::delete, args)),
+        Command::ProxyStatus(args) => Ok(kubectl(&cli, proxy_status::run, args)),
         Command::Experimental {
             command:
                 Experimental::Workload {

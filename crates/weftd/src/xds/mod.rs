@@ -146,6 +146,7 @@ impl XdsState {
                     "peer": c.peer,
                     "ip": c.proxy.ip,
                     "version": c.proxy.metadata.get("ISTIO_VERSION"),
+                    "cluster": c.proxy.metadata.get("CLUSTER_ID"),
                     "delta": c.delta,
                     "connectedAt": c.connected_at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs(),
                     "types": types,
