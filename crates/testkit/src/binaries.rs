@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 pub const ENVOY_BINARY_ENV: &str = "ENVOY_BINARY";
 /// Environment variable naming the `weft-test-http` binary to use.
 pub const TEST_HTTP_BINARY_ENV: &str = "WEFT_TEST_HTTP";
+/// Set (by scripts/test) when every workspace binary is already built beside the tests.
+pub const USE_BUILT_BINS_ENV: &str = "WEFT_USE_BUILT_BINS";
 /// File name of the kit's test HTTP server binary.
 pub const TEST_HTTP_BINARY_NAME: &str = "weft-test-http";
 
@@ -126,6 +128,23 @@ pub fn workspace_binary(package: &str, name: &str) -> Result<PathBuf> {
     use std::sync::Mutex;
     static BUILT: OnceLock<Mutex<BTreeMap<String, Result<()>>>> = OnceLock::new();
     let exe = env::current_exe().map_err(|e| Error::io("find the current executable", e))?;
+    let beside = || {
+        exe.ancestors()
+            .skip(1)
+            .take(2)
+            .map(|dir| dir.join(name))
+            .find(|p| is_executable(p))
+    };
+    // `cargo test --workspace` has already built every binary, with the same feature set as the
+    // tests; scripts/test says so, and a second build with other features would cost minutes.
+    if env::var_os(USE_BUILT_BINS_ENV).is_some() {
+        return beside().ok_or_else(|| {
+            Error::new(format!(
+                "{name} not found next to {} (${USE_BUILT_BINS_ENV} is set)",
+                exe.display()
+            ))
+        });
+    }
     let built = BUILT.get_or_init(|| Mutex::new(BTreeMap::new()));
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
     built
