@@ -69,7 +69,15 @@ impl Watch {
 
 /// The protocol-specific half of a stream.
 trait Flavor {
+    type Request: Send + 'static;
     type Response: Send + 'static;
+    const DELTA: bool;
+    fn node(req: &Self::Request) -> Option<&Node>;
+    fn type_url(req: &Self::Request) -> &str;
+    fn response_nonce(req: &Self::Request) -> &str;
+    fn error(req: &Self::Request) -> Option<&str>;
+    /// Applies the request's subscription to `w`; returns `Some(force)` when an answer is due.
+    fn subscribe(w: &mut Watch, req: &Self::Request, url: &str, first: bool) -> Option<bool>;
     /// A response carrying the full current set (SotW) or the changes (delta); `None` = nothing to send.
     fn response(
         w: &mut Watch,
@@ -85,7 +93,29 @@ struct Sotw;
 struct Delta;
 
 impl Flavor for Sotw {
+    type Request = DiscoveryRequest;
     type Response = DiscoveryResponse;
+    const DELTA: bool = false;
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &DiscoveryRequest) -> &str {
+        &req.type_url
+    }
+    fn response_nonce(req: &DiscoveryRequest) -> &str {
+        &req.response_nonce
+    }
+    fn error(req: &DiscoveryRequest) -> Option<&str> {
+        req.error_detail.as_ref().map(|e| e.message.as_str())
+    }
+    fn subscribe(w: &mut Watch, req: &DiscoveryRequest, url: &str, first: bool) -> Option<bool> {
+        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+        let names_changed = names != w.names;
+        w.wildcard = is_wildcard_type(url) && names.is_empty();
+        w.names = names;
+        // A first request, or a change of subscribed names, needs an answer even if nothing changed.
+        (first || names_changed).then_some(true)
+    }
     fn response(
         w: &mut Watch,
         url: &str,
@@ -113,7 +143,51 @@ impl Flavor for Sotw {
 }
 
 impl Flavor for Delta {
+    type Request = DeltaDiscoveryRequest;
     type Response = DeltaDiscoveryResponse;
+    const DELTA: bool = true;
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &DeltaDiscoveryRequest) -> &str {
+        &req.type_url
+    }
+    fn response_nonce(req: &DeltaDiscoveryRequest) -> &str {
+        &req.response_nonce
+    }
+    fn error(req: &DeltaDiscoveryRequest) -> Option<&str> {
+        req.error_detail.as_ref().map(|e| e.message.as_str())
+    }
+    fn subscribe(
+        w: &mut Watch,
+        req: &DeltaDiscoveryRequest,
+        url: &str,
+        first: bool,
+    ) -> Option<bool> {
+        if first {
+            w.wildcard = req.resource_names_subscribe.is_empty() && is_wildcard_type(url);
+            // After a reconnect Envoy tells us what it already has: send only differences.
+            w.sent = req.initial_resource_versions.clone().into_iter().collect();
+        }
+        let mut changed = first;
+        for n in &req.resource_names_subscribe {
+            changed = true;
+            if n == "*" {
+                w.wildcard = true;
+            } else {
+                w.names.insert(n.clone());
+            }
+        }
+        for n in &req.resource_names_unsubscribe {
+            changed = true;
+            if n == "*" {
+                w.wildcard = false;
+            }
+            w.names.remove(n);
+            w.sent.remove(n);
+        }
+        changed.then_some(first)
+    }
     fn response(
         w: &mut Watch,
         url: &str,
@@ -176,7 +250,6 @@ impl<F: Flavor> Conn<F> {
         caller: &Option<Caller>,
         peer: &str,
         node: Option<&Node>,
-        delta: bool,
         push: Arc<PushState>,
         tx: Sender<Result<F::Response, Status>>,
     ) -> Result<Self, Status> {
@@ -188,6 +261,7 @@ impl<F: Flavor> Conn<F> {
             .as_ref()
             .map(|c| c.identity.to_string())
             .unwrap_or_else(|| "anonymous (plaintext)".into());
+        let delta = F::DELTA;
         tracing::info!(proxy = %proxy.id, %identity, %peer, delta, "xDS stream opened");
         let id = state.register(ConnStatus {
             proxy: proxy.clone(),
@@ -288,15 +362,18 @@ async fn next_push(rx: &mut watch::Receiver<Arc<PushState>>) -> Option<Arc<PushS
     Some(rx.borrow_and_update().clone())
 }
 
-pub async fn run_sotw(
+/// Runs one ADS stream of either flavor until either side ends it.
+async fn run<F: Flavor>(
     state: Arc<XdsState>,
     caller: Option<Caller>,
     peer: String,
-    mut inbound: Streaming<DiscoveryRequest>,
-    tx: Sender<Result<DiscoveryResponse, Status>>,
-) {
+    mut inbound: Streaming<F::Request>,
+    tx: Sender<Result<F::Response, Status>>,
+) where
+    F::Request: prost::Message + Default,
+{
     let mut pushes = state.pushes();
-    let mut conn: Option<Conn<Sotw>> = None;
+    let mut conn: Option<Conn<F>> = None;
     loop {
         let req = tokio::select! {
             r = inbound.message() => match r {
@@ -312,15 +389,7 @@ pub async fn run_sotw(
         };
         if conn.is_none() {
             let push = pushes.borrow_and_update().clone();
-            match Conn::open(
-                &state,
-                &caller,
-                &peer,
-                req.node.as_ref(),
-                false,
-                push,
-                tx.clone(),
-            ) {
+            match Conn::open(&state, &caller, &peer, F::node(&req), push, tx.clone()) {
                 Ok(c) => conn = Some(c),
                 Err(status) => {
                     tracing::warn!("xDS stream refused: {}", status.message());
@@ -330,17 +399,13 @@ pub async fn run_sotw(
             }
         }
         let Some(c) = conn.as_mut() else { return };
-        let url = req.type_url.clone();
-        let error = req.error_detail.as_ref().map(|e| e.message.clone());
-        c.ack_or_nack(&url, &req.response_nonce, error.as_deref());
-        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+        let url = F::type_url(&req).to_string();
+        c.ack_or_nack(&url, F::response_nonce(&req), F::error(&req));
         let first = !c.watches.contains_key(&url);
         let w = c.watches.entry(url.clone()).or_default();
-        let names_changed = names != w.names;
-        w.wildcard = is_wildcard_type(&url) && names.is_empty();
-        w.names = names;
-        // A first request, or a change of subscribed names, needs an answer even if nothing changed.
-        if (first || names_changed) && !c.send(&url, true).await {
+        if let Some(force) = F::subscribe(w, &req, &url, first)
+            && !c.send(&url, force).await
+        {
             break;
         }
     }
@@ -349,80 +414,22 @@ pub async fn run_sotw(
     }
 }
 
+pub async fn run_sotw(
+    state: Arc<XdsState>,
+    caller: Option<Caller>,
+    peer: String,
+    inbound: Streaming<DiscoveryRequest>,
+    tx: Sender<Result<DiscoveryResponse, Status>>,
+) {
+    run::<Sotw>(state, caller, peer, inbound, tx).await
+}
+
 pub async fn run_delta(
     state: Arc<XdsState>,
     caller: Option<Caller>,
     peer: String,
-    mut inbound: Streaming<DeltaDiscoveryRequest>,
+    inbound: Streaming<DeltaDiscoveryRequest>,
     tx: Sender<Result<DeltaDiscoveryResponse, Status>>,
 ) {
-    let mut pushes = state.pushes();
-    let mut conn: Option<Conn<Delta>> = None;
-    loop {
-        let req = tokio::select! {
-            r = inbound.message() => match r {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(e) => { tracing::debug!("xDS delta stream ended: {e}"); break; }
-            },
-            p = next_push(&mut pushes), if conn.is_some() => {
-                let Some(p) = p else { break };
-                if let Some(c) = conn.as_mut() && !c.on_push(p).await { break; }
-                continue;
-            }
-        };
-        if conn.is_none() {
-            let push = pushes.borrow_and_update().clone();
-            match Conn::open(
-                &state,
-                &caller,
-                &peer,
-                req.node.as_ref(),
-                true,
-                push,
-                tx.clone(),
-            ) {
-                Ok(c) => conn = Some(c),
-                Err(status) => {
-                    tracing::warn!("xDS stream refused: {}", status.message());
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-            }
-        }
-        let Some(c) = conn.as_mut() else { return };
-        let url = req.type_url.clone();
-        let error = req.error_detail.as_ref().map(|e| e.message.clone());
-        c.ack_or_nack(&url, &req.response_nonce, error.as_deref());
-        let first = !c.watches.contains_key(&url);
-        let w = c.watches.entry(url.clone()).or_default();
-        if first {
-            w.wildcard = req.resource_names_subscribe.is_empty() && is_wildcard_type(&url);
-            // After a reconnect Envoy tells us what it already has: send only differences.
-            w.sent = req.initial_resource_versions.clone().into_iter().collect();
-        }
-        let mut changed = first;
-        for n in &req.resource_names_subscribe {
-            changed = true;
-            if n == "*" {
-                w.wildcard = true;
-            } else {
-                w.names.insert(n.clone());
-            }
-        }
-        for n in &req.resource_names_unsubscribe {
-            changed = true;
-            if n == "*" {
-                w.wildcard = false;
-            }
-            w.names.remove(n);
-            w.sent.remove(n);
-        }
-        if changed && !c.send(&url, first).await {
-            break;
-        }
-    }
-    if let Some(c) = &conn {
-        tracing::info!(proxy = %c.proxy.id, "xDS stream closed");
-    }
+    run::<Delta>(state, caller, peer, inbound, tx).await
 }
