@@ -6,6 +6,8 @@ mod proxy_status;
 mod resources;
 mod table;
 mod validate;
+mod vm_bundle;
+mod workload_entry;
 mod workload_group;
 
 use clap::{Parser, Subcommand};
@@ -76,12 +78,23 @@ enum Workload {
         #[command(subcommand)]
         command: Group,
     },
+    /// Commands dealing with WorkloadEntry resources
+    Entry {
+        #[command(subcommand)]
+        command: Entry,
+    },
 }
 
 #[derive(Subcommand)]
 enum Group {
     /// Creates a WorkloadGroup resource that provides a template for associated WorkloadEntries
     Create(workload_group::Args),
+}
+
+#[derive(Subcommand)]
+enum Entry {
+    /// Generates all the required configuration files for a workload instance running on a VM or non-Kubernetes environment
+    Configure(workload_entry::Args),
 }
 
 /// Runs one of kubectl's verbs against weftd; failures are reported in kubectl's words.
@@ -115,6 +128,15 @@ fn main() -> ExitCode {
                         },
                 },
         } => workload_group::run(args),
+        Command::Experimental {
+            command:
+                Experimental::Workload {
+                    command:
+                        Workload::Entry {
+                            command: Entry::Configure(args),
+                        },
+                },
+        } => workload_entry::run(args, &cli.server, &cli.admin_token_file),
     };
     match result {
         Ok(code) => code,
