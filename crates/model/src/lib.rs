@@ -14,6 +14,8 @@ pub mod networking;
 pub mod resource;
 pub mod security;
 pub mod snapshot;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
 pub mod yaml_out;
 

@@ -500,28 +500,8 @@ impl Validate for Gateway {
 
 #[cfg(test)]
 mod tests {
-    use crate::load::{Outcome, load_str};
-    use crate::validate::FieldError;
 
-    fn outcome(yaml: &str) -> Outcome {
-        let mut out = load_str("gw.yaml", yaml);
-        assert_eq!(out.len(), 1);
-        out.remove(0).outcome
-    }
-
-    fn errors(yaml: &str) -> Vec<String> {
-        match outcome(yaml) {
-            Outcome::Invalid { errors, .. } => errors.iter().map(FieldError::to_string).collect(),
-            other => panic!("expected invalid, got {other:?}"),
-        }
-    }
-
-    fn warnings(yaml: &str) -> Vec<String> {
-        match outcome(yaml) {
-            Outcome::Valid { warnings, .. } => warnings.iter().map(FieldError::to_string).collect(),
-            other => panic!("expected valid, got {other:?}"),
-        }
-    }
+    use crate::test_support::{errors, warnings};
 
     fn gw(servers: &str) -> String {
         format!(
