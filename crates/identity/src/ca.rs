@@ -73,7 +73,8 @@ impl fmt::Display for SignError {
 
 /// A CA able to issue workload certificates.
 pub struct CertificateAuthority {
-    key: KeyPair,
+    /// The signing certificate's subject and key, parsed once (not per signature).
+    issuer: Issuer<'static, KeyPair>,
     /// The signing certificate (PEM).
     cert_pem: String,
     /// Certificates between the signing certificate and the root, leaf-most first (PEM, may be empty).
@@ -91,6 +92,10 @@ fn random_serial() -> SerialNumber {
     aws_lc_rs::rand::fill(&mut bytes).expect("system random source");
     bytes[0] &= 0x7f; // positive
     SerialNumber::from_slice(&bytes)
+}
+
+fn issuer(cert_pem: &str, key: KeyPair) -> Result<Issuer<'static, KeyPair>, String> {
+    Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| format!("CA certificate: {e}"))
 }
 
 impl CertificateAuthority {
@@ -115,7 +120,7 @@ impl CertificateAuthority {
             .map_err(|e| format!("self-signing root failed: {e}"))?;
         let pem = cert.pem();
         Ok(CertificateAuthority {
-            key,
+            issuer: issuer(&pem, key)?,
             cert_pem: pem.clone(),
             intermediates: vec![],
             root_pem: pem,
@@ -148,7 +153,7 @@ impl CertificateAuthority {
             .filter(|c| *c != root_norm && *c != cert.pem)
             .collect();
         Ok(CertificateAuthority {
-            key,
+            issuer: issuer(&cert.pem, key)?,
             cert_pem: cert.pem,
             intermediates,
             root_pem: root_norm,
@@ -164,7 +169,7 @@ impl CertificateAuthority {
     }
 
     pub fn key_pem(&self) -> String {
-        self.key.serialize_pem()
+        self.issuer.key().serialize_pem()
     }
 
     /// Clamps a requested lifetime: zero means the default; never above [`MAX_TTL`].
@@ -248,10 +253,8 @@ impl CertificateAuthority {
         params.not_after = to_offset(now + ttl);
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
-        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)
-            .map_err(|e| SignError::Internal(e.to_string()))?;
         let leaf = params
-            .signed_by(public_key, &issuer)
+            .signed_by(public_key, &self.issuer)
             .map_err(|e| SignError::Internal(e.to_string()))?;
         let mut chain = vec![leaf.pem()];
         if self.cert_pem != self.root_pem {
@@ -334,8 +337,8 @@ mod tests {
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let issuer = Issuer::from_ca_cert_pem(root.cert_pem(), &root.key).unwrap();
-        let inter = params.signed_by(&inter_key, &issuer).unwrap().pem();
+        let issuer = &root.issuer;
+        let inter = params.signed_by(&inter_key, issuer).unwrap().pem();
         let chain_pem = format!("{inter}{}", root.root_pem());
         let ca = CertificateAuthority::from_pem(
             &inter_key.serialize_pem(),

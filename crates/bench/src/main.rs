@@ -1,0 +1,148 @@
+//! `weft-bench`: Weft's benchmarks. Each one starts the release `weftd` built beside it, measures a
+//! peer on the same machine in the same run (e.g. `openssl speed`), and prints Markdown rows with
+//! the ratios, because absolute numbers from noisy shared machines mean little on their own.
+
+mod baseline;
+mod ca;
+mod stats;
+mod weftd;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "weft-bench",
+    version,
+    about = "Weft benchmarks, reported as ratios against a peer measured in the same run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// CA signing: CreateCertificate throughput (closed loop) or latency at a fixed rate (open loop).
+    Ca(CaArgs),
+}
+
+#[derive(clap::Args)]
+struct CaArgs {
+    /// Concurrent gRPC clients, each on its own connection.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    clients: u64,
+    /// Certificates to request in the timed phase.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
+    /// Key algorithm of weftd's root CA (workload keys are always P-256).
+    #[arg(long = "key-alg", value_enum, default_value_t = KeyAlg::EcdsaP256)]
+    key_alg: KeyAlg,
+    /// Open loop: send at this fixed rate (e.g. `500` or `500/s`), latency measured from each
+    /// request's scheduled time. Without it, closed loop: every client sends as fast as it can.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Talk to weftd's TLS port (the default).
+    #[arg(long, conflicts_with = "plaintext")]
+    tls: bool,
+    /// Talk to weftd's plaintext port.
+    #[arg(long)]
+    plaintext: bool,
+    /// How clients authenticate: a bearer token per request, or a client certificate (obtained
+    /// with a token first; needs TLS).
+    #[arg(long, value_enum, default_value_t = Auth::Token)]
+    auth: Auth,
+    /// The weftd binary (default: the one beside weft-bench).
+    #[arg(long)]
+    weftd: Option<PathBuf>,
+    /// Seconds each baseline measurement runs (`openssl speed -seconds`, and each of weft-identity's
+    /// CA operations in-process).
+    #[arg(long = "baseline-seconds", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=60))]
+    baseline_seconds: u32,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Auth {
+    Token,
+    Cert,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.strip_suffix("/s").unwrap_or(s);
+    match n.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive rate (e.g. 500 or 500/s)")),
+    }
+}
+
+impl CaArgs {
+    fn config(&self) -> ca::Config {
+        ca::Config {
+            clients: self.clients as usize,
+            requests: self.requests as usize,
+            ca_key: match self.key_alg {
+                KeyAlg::EcdsaP256 => weft_identity::KeyAlgorithm::EcdsaP256,
+                KeyAlg::Rsa2048 => weft_identity::KeyAlgorithm::Rsa2048,
+            },
+            rate: self.rate,
+            tls: !self.plaintext,
+            auth: match self.auth {
+                Auth::Token => ca::Auth::Token,
+                Auth::Cert => ca::Auth::Cert,
+            },
+            weftd: self.weftd.clone(),
+            baseline_seconds: self.baseline_seconds,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let result = match cli.command {
+        Command::Ca(args) => ca::run(&args.config()).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("500"), Ok(500.0));
+        assert_eq!(parse_rate("500/s"), Ok(500.0));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn transport_flags_conflict() {
+        assert!(Cli::try_parse_from(["weft-bench", "ca", "--tls", "--plaintext"]).is_err());
+        let Command::Ca(a) = Cli::try_parse_from(["weft-bench", "ca"]).unwrap().command;
+        assert!(a.config().tls);
+    }
+}
