@@ -2,7 +2,7 @@
 //! directory, free loopback ports, log level `warn`. Dropping it kills the process and removes the
 //! state directory.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,23 +11,11 @@ use tokio::net::TcpStream;
 
 /// The `weftd` binary: `explicit` if given, else the one built beside this executable.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(format!("--weftd {}: no such file", p.display()))
-        };
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate weft-bench: {e}"))?;
-    let beside = exe.with_file_name("weftd");
-    if beside.is_file() {
-        Ok(beside)
-    } else {
-        Err(format!(
-            "no weftd beside {} ; run scripts/bench (it builds weftd and weft-bench in release mode into one target directory)",
-            exe.display()
-        ))
-    }
+    weft_testkit::local::binary_beside(
+        "weftd",
+        explicit,
+        "run scripts/bench (it builds weftd and weft-bench in release mode into one target directory)",
+    )
 }
 
 pub struct Weftd {
@@ -39,16 +27,9 @@ pub struct Weftd {
     pub http_addr: SocketAddr,
 }
 
-/// `n` distinct free loopback ports (all held open while choosing, so they differ).
+/// `n` distinct free loopback ports.
 fn free_ports(n: usize) -> Result<Vec<SocketAddr>, String> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("cannot find a free loopback port: {e}"))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map_err(|e| e.to_string()))
-        .collect()
+    weft_testkit::local::free_loopback_ports(n)
 }
 
 impl Weftd {

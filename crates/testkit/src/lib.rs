@@ -46,6 +46,7 @@ pub use envoy::{Envoy, EnvoyOptions, admin_yaml};
 pub use error::{Error, Result};
 pub use host::{Host, Interface};
 pub use http::{HttpResponse, http_get};
+pub mod local;
 pub mod mesh;
 pub use lab::{KEEP_ENV, Lab, NETNS_PREFIX, Network};
 pub use netns::{check_environment, ip, list_netns, netns_exists, pids_in_netns, run_in_netns};

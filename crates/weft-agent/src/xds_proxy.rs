@@ -772,11 +772,13 @@ mod tests {
 
     const NODE: &str = "sidecar~10.0.0.1~vm.ns~ns.svc.cluster.local";
 
-    #[tokio::test]
-    async fn proxies_sotw_and_delta_with_upstream_headers() {
-        let mut f = Fixture::start(ProxyHooks::default()).await;
-
-        // SotW.
+    /// Opens a SotW stream through the proxy whose first request (with the node) asks for CDS.
+    async fn open_cds_stream(
+        f: &mut Fixture,
+    ) -> (
+        mpsc::Sender<DiscoveryRequest>,
+        tonic::Streaming<DiscoveryResponse>,
+    ) {
         let (tx, rx) = mpsc::channel(8);
         tx.send(DiscoveryRequest {
             node: node(NODE),
@@ -784,12 +786,21 @@ mod tests {
         })
         .await
         .unwrap();
-        let mut s = f
+        let s = f
             .client
             .stream_aggregated_resources(ReceiverStream::new(rx))
             .await
             .unwrap()
             .into_inner();
+        (tx, s)
+    }
+
+    #[tokio::test]
+    async fn proxies_sotw_and_delta_with_upstream_headers() {
+        let mut f = Fixture::start(ProxyHooks::default()).await;
+
+        // SotW.
+        let (tx, mut s) = open_cds_stream(&mut f).await;
         let r1 = next(&mut s).await;
         assert_eq!(r1.type_url, type_url::CLUSTER);
         assert_eq!(r1.resources, vec![fake_any(type_url::CLUSTER)]);
@@ -961,19 +972,7 @@ mod tests {
     #[tokio::test]
     async fn upstream_failure_ends_envoy_stream_with_its_status() {
         let mut f = Fixture::start(ProxyHooks::default()).await;
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(DiscoveryRequest {
-            node: node(NODE),
-            ..sotw(type_url::CLUSTER)
-        })
-        .await
-        .unwrap();
-        let mut s = f
-            .client
-            .stream_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (tx, mut s) = open_cds_stream(&mut f).await;
         next(&mut s).await;
         tx.send(sotw("fail")).await.unwrap();
         let st = failure(&mut s).await;
@@ -1010,19 +1009,7 @@ mod tests {
             seen,
         )
         .await;
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(DiscoveryRequest {
-            node: node(NODE),
-            ..sotw(type_url::CLUSTER)
-        })
-        .await
-        .unwrap();
-        let mut s = f
-            .client
-            .stream_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (tx, mut s) = open_cds_stream(&mut f).await;
         let st = failure(&mut s).await;
         assert_eq!(st.code(), tonic::Code::Unavailable);
         assert!(st.message().contains(&addr.to_string()), "{}", st.message());
@@ -1033,19 +1020,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_ends_open_streams() {
         let mut f = Fixture::start(ProxyHooks::default()).await;
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(DiscoveryRequest {
-            node: node(NODE),
-            ..sotw(type_url::CLUSTER)
-        })
-        .await
-        .unwrap();
-        let mut s = f
-            .client
-            .stream_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (tx, mut s) = open_cds_stream(&mut f).await;
         next(&mut s).await;
         f.stop().await;
         let st = failure(&mut s).await;
@@ -1059,19 +1034,7 @@ mod tests {
         let (relay, conns) = start_relay(fake).await;
         let mut f =
             Fixture::start_with(upstream_to(relay), ProxyHooks::default(), metadata, seen).await;
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(DiscoveryRequest {
-            node: node(NODE),
-            ..sotw(type_url::CLUSTER)
-        })
-        .await
-        .unwrap();
-        let mut s = f
-            .client
-            .stream_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (tx, mut s) = open_cds_stream(&mut f).await;
         next(&mut s).await;
         for c in conns.lock().unwrap().drain(..) {
             c.abort();

@@ -3,7 +3,7 @@
 //! (its stderr goes to a log file). It can be stopped with SIGTERM and started again on the same
 //! directories and ports, as an operator's restart would. Dropping it kills the process.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,36 +12,16 @@ use tokio::net::TcpStream;
 
 /// The `weftd` binary: `explicit` if given, else the one built beside this executable.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(format!("--weftd {}: no such file", p.display()))
-        };
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate weft-xds-load: {e}"))?;
-    let beside = exe.with_file_name("weftd");
-    if beside.is_file() {
-        Ok(beside)
-    } else {
-        Err(format!(
-            "no weftd beside {}; build both in release mode into one target directory \
-             (scripts/bench xds does)",
-            exe.display()
-        ))
-    }
+    weft_testkit::local::binary_beside(
+        "weftd",
+        explicit,
+        "build both in release mode into one target directory (scripts/bench xds does)",
+    )
 }
 
-/// `n` distinct free loopback ports (all held open while choosing, so they differ).
+/// `n` distinct free loopback ports.
 pub fn free_ports(n: usize) -> Result<Vec<SocketAddr>, String> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("cannot find a free loopback port: {e}"))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map_err(|e| e.to_string()))
-        .collect()
+    weft_testkit::local::free_loopback_ports(n)
 }
 
 pub struct Weftd {
