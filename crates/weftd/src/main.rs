@@ -2,6 +2,7 @@
 
 mod admin;
 mod authn;
+mod autoreg;
 mod ca_service;
 mod conn;
 mod http;
@@ -71,6 +72,11 @@ struct Args {
     /// Load and validate the configuration, print every problem, and exit.
     #[arg(long)]
     check: bool,
+    /// How long an auto-registered WorkloadEntry outlives its proxy's last connection
+    /// (Istio's PILOT_WORKLOAD_ENTRY_GRACE_PERIOD, which also sets it).
+    /// Default 10s.
+    #[arg(long = "workload-entry-grace-period")]
+    workload_entry_grace_period: Option<String>,
     /// Log filter (e.g. info, debug, weftd=debug).
     #[arg(long = "log-level", default_value = "info")]
     log_level: String,
@@ -214,7 +220,28 @@ async fn run(args: Args) -> Result<(), String> {
             )),
         },
     );
-    let xds_state = Arc::new(xds::XdsState::new(authn.clone(), metrics.clone(), push_rx));
+    let grace = match args
+        .workload_entry_grace_period
+        .clone()
+        .map(|v| ("--workload-entry-grace-period", v))
+        .or_else(|| {
+            std::env::var("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD")
+                .ok()
+                .map(|v| ("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD", v))
+        }) {
+        Some((what, v)) => weft_model::Duration::parse(&v)
+            .map_err(|e| format!("{what}: {e}"))?
+            .as_std(),
+        None => autoreg::DEFAULT_GRACE,
+    };
+    let workloads = autoreg::Controller::new(store.clone(), grace);
+    tokio::spawn(workloads.clone().run_sweeps());
+    let xds_state = Arc::new(xds::XdsState::new(
+        authn.clone(),
+        workloads,
+        metrics.clone(),
+        push_rx,
+    ));
     let grpc = || {
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

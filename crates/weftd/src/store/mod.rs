@@ -15,6 +15,7 @@ pub mod alloc;
 pub mod config_dir;
 pub mod merge;
 pub mod objects;
+pub mod status_overlay;
 
 pub use alloc::Cidr;
 pub use merge::{ApplyResult, Origin};
@@ -22,6 +23,7 @@ pub use merge::{ApplyResult, Origin};
 use config_dir::Fingerprints;
 use merge::{FileView, Stored};
 use objects::ObjectFiles;
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -103,6 +105,9 @@ struct State {
     allocations: BTreeMap<alloc::ServiceName, IpAddr>,
     cidr: Cidr,
     alloc_warnings: Vec<String>,
+    /// Statuses weftd wrote for objects owned by config files.
+    status_path: PathBuf,
+    status_overlay: status_overlay::Overlay,
     scan_error: Option<String>,
     tx: watch::Sender<Arc<StoreSnapshot>>,
 }
@@ -189,11 +194,12 @@ impl State {
 
     /// Recomputes the snapshot; publishes (with the next version) only when something changed.
     fn rebuild(&mut self) {
-        let merged = merge::merge(
+        let mut merged = merge::merge(
             self.files.iter().map(|(p, v)| (p.as_str(), v)),
             &self.objects,
             |k| self.object_files.path(k).display().to_string(),
         );
+        self.lay_statuses(&mut merged.resources);
         let mut wanting = BTreeSet::new();
         let mut taken = BTreeSet::new();
         for (key, (r, _)) in merged
@@ -261,6 +267,74 @@ impl State {
             origins,
             stale: merged.stale,
         }));
+    }
+
+    /// Puts the overlay's statuses on file-owned objects; forgets those of objects that are gone.
+    fn lay_statuses(&mut self, resources: &mut BTreeMap<Key, (Arc<Resource>, Origin)>) {
+        let before = self.status_overlay.len();
+        self.status_overlay
+            .retain(|k, _| matches!(resources.get(k), Some((_, Origin::File(_)))));
+        if self.status_overlay.len() != before {
+            self.save_statuses();
+        }
+        for (key, status) in &self.status_overlay {
+            if let Some((r, _)) = resources.get_mut(key) {
+                let mut with = (**r).clone();
+                with.status = Some(status.clone());
+                *r = Arc::new(with);
+            }
+        }
+    }
+
+    fn save_statuses(&self) {
+        if let Err(e) = status_overlay::save(&self.status_path, &self.status_overlay) {
+            tracing::error!(
+                "cannot save statuses to {}: {e}",
+                self.status_path.display()
+            );
+        }
+    }
+
+    /// Replaces an object's status (`None` removes it), whoever owns the object: the status of a
+    /// file-owned object is kept beside it. `Ok(false)` when there is no such object.
+    fn set_status(&mut self, key: &Key, status: Option<Value>) -> Result<bool, StoreError> {
+        if let Some(stored) = self.objects.get(key) {
+            if stored.resource.status == status {
+                return Ok(true);
+            }
+            let mut r = (*stored.resource).clone();
+            r.status = status;
+            let new = Stored {
+                origin: stored.origin.clone(),
+                resource: Arc::new(r),
+            };
+            self.commit(vec![(key.clone(), Some(new))])
+                .map_err(StoreError::Io)?;
+        } else if self.owner_file(key).is_some() {
+            let old = self.status_overlay.get(key);
+            if old == status.as_ref() {
+                return Ok(true);
+            }
+            let previous = old.cloned();
+            match &status {
+                Some(s) => self.status_overlay.insert(key.clone(), s.clone()),
+                None => self.status_overlay.remove(key),
+            };
+            if let Err(e) = status_overlay::save(&self.status_path, &self.status_overlay) {
+                match previous {
+                    Some(p) => self.status_overlay.insert(key.clone(), p),
+                    None => self.status_overlay.remove(key),
+                };
+                return Err(StoreError::Io(format!(
+                    "cannot write {}: {e}",
+                    self.status_path.display()
+                )));
+            }
+        } else {
+            return Ok(false);
+        }
+        self.rebuild();
+        Ok(true)
     }
 
     fn owner_file(&self, key: &Key) -> Option<String> {
@@ -345,7 +419,6 @@ impl State {
         Ok(results)
     }
 
-    #[allow(dead_code)] // see StoreHandle::upsert_runtime
     fn upsert_runtime(&mut self, r: Resource, now: &str) -> Result<ApplyResult, StoreError> {
         if r.name().is_empty() {
             return Err(StoreError::Conflict(format!(
@@ -432,19 +505,12 @@ impl StoreHandle {
         self.inner.rx.borrow().clone()
     }
 
-    #[allow(dead_code)] // API for weftd's controllers (auto-registration, health)
     pub fn get(&self, key: &Key) -> Option<(Arc<Resource>, Origin)> {
         self.snapshot().get(key)
     }
 
-    #[allow(dead_code)] // API for weftd's controllers (auto-registration, health)
     pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Vec<(Arc<Resource>, Origin)> {
         self.snapshot().list(kind, namespace)
-    }
-
-    #[allow(dead_code)] // API for weftd's controllers (auto-registration, health)
-    pub fn errors(&self) -> Vec<Entry> {
-        self.snapshot().errors.clone()
     }
 
     /// Applies API objects, all or nothing: every problem is returned and nothing is written, or
@@ -461,16 +527,19 @@ impl StoreHandle {
     }
 
     /// Creates or updates an object owned by weftd's controllers.
-    #[allow(dead_code)] // API for weftd's controllers (auto-registration, health)
     pub async fn upsert_runtime(&self, r: Resource) -> Result<ApplyResult, StoreError> {
         let now = rfc3339(SystemTime::now());
         self.blocking(move |s| s.upsert_runtime(r, &now)).await
     }
 
     /// Deletes a runtime object (a conflict when the API owns it).
-    #[allow(dead_code)] // API for weftd's controllers (auto-registration, health)
     pub async fn delete_runtime(&self, key: Key) -> Result<bool, StoreError> {
         self.blocking(move |s| s.delete(&key, true)).await
+    }
+
+    /// Replaces an object's status (see [`State::set_status`]).
+    pub async fn set_status(&self, key: Key, status: Option<Value>) -> Result<bool, StoreError> {
+        self.blocking(move |s| s.set_status(&key, status)).await
     }
 
     /// Looks at the config directory now (the watcher does this by itself).
@@ -553,6 +622,8 @@ fn open(config_dir: Option<PathBuf>, state_dir: &Path, cidr: Cidr) -> Result<Sto
     let allocations = objects::load_allocations(&allocations_path)?;
     let object_files = ObjectFiles::new(state_dir);
     let (objects, object_errors) = object_files.load();
+    let status_path = state_dir.join("status.json");
+    let status_overlay = status_overlay::load(&status_path)?;
     for e in &object_errors {
         tracing::error!("cannot load stored object: {e}");
     }
@@ -568,6 +639,8 @@ fn open(config_dir: Option<PathBuf>, state_dir: &Path, cidr: Cidr) -> Result<Sto
         allocations,
         cidr,
         alloc_warnings: Vec::new(),
+        status_path,
+        status_overlay,
         scan_error: None,
         tx,
     };

@@ -142,7 +142,7 @@ async fn config_dir_changes_apply_without_restart() {
         "{}",
         s.errors[0]
     );
-    assert_eq!(store.errors().len(), 1);
+    assert_eq!(store.snapshot().errors.len(), 1);
 
     // Fixing it clears the error.
     std::fs::write(conf.0.join("a.yaml"), vs("a", "r4")).unwrap();
@@ -339,7 +339,7 @@ async fn file_shadows_api_object_and_unreadable_objects_are_reported() {
             .await,
         Ok(true)
     );
-    assert_eq!(store.errors().len(), 1);
+    assert_eq!(store.snapshot().errors.len(), 1);
 }
 
 #[test]

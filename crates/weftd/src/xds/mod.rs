@@ -7,6 +7,7 @@ pub mod push;
 mod stream;
 
 use crate::authn::{Authenticator, Caller};
+use crate::autoreg::Controller;
 use crate::conn::PeerInfo;
 use crate::metrics::Metrics;
 use node::Proxy;
@@ -60,6 +61,8 @@ pub struct ConnStatus {
 /// Shared state of the xDS server.
 pub struct XdsState {
     pub authn: Authenticator,
+    /// Auto-registration and health of the proxies' WorkloadEntries.
+    pub workloads: Arc<Controller>,
     pub metrics: Arc<Metrics>,
     pushes: tokio::sync::watch::Receiver<Arc<push::PushState>>,
     conns: Mutex<BTreeMap<u64, ConnStatus>>,
@@ -69,11 +72,13 @@ pub struct XdsState {
 impl XdsState {
     pub fn new(
         authn: Authenticator,
+        workloads: Arc<Controller>,
         metrics: Arc<Metrics>,
         pushes: tokio::sync::watch::Receiver<Arc<push::PushState>>,
     ) -> Self {
         XdsState {
             authn,
+            workloads,
             metrics,
             pushes,
             conns: Mutex::new(BTreeMap::new()),

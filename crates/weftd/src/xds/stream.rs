@@ -8,6 +8,7 @@ use super::node::Proxy;
 use super::push::PushState;
 use super::{ConnStatus, XdsState, authorize};
 use crate::authn::Caller;
+use crate::autoreg::{Lease, locality_string};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -238,6 +239,8 @@ struct Conn<F: Flavor> {
     state: Arc<XdsState>,
     proxy: Proxy,
     reg: Registration,
+    /// The proxy's WorkloadEntry (auto-registered or named by `WORKLOAD_ENTRY`), while connected.
+    workload: Option<Lease>,
     watches: BTreeMap<String, Watch>,
     nonces: u64,
     push: Arc<PushState>,
@@ -245,7 +248,7 @@ struct Conn<F: Flavor> {
 }
 
 impl<F: Flavor> Conn<F> {
-    fn open(
+    async fn open(
         state: &Arc<XdsState>,
         caller: &Option<Caller>,
         peer: &str,
@@ -257,6 +260,15 @@ impl<F: Flavor> Conn<F> {
             node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
         let proxy = super::node::from_node(node).map_err(Status::invalid_argument)?;
         authorize(caller.as_ref(), &proxy)?;
+        let locality = node
+            .locality
+            .as_ref()
+            .map(|l| locality_string(&l.region, &l.zone, &l.sub_zone))
+            .unwrap_or_default();
+        let workload = state
+            .workloads
+            .connected(&proxy, locality, caller.as_ref())
+            .await?;
         let identity = caller
             .as_ref()
             .map(|c| c.identity.to_string())
@@ -278,11 +290,26 @@ impl<F: Flavor> Conn<F> {
                 state: state.clone(),
                 id,
             },
+            workload,
             watches: BTreeMap::new(),
             nonces: 0,
             push,
             tx,
         })
+    }
+
+    /// A `HealthInformation` report: not a subscription, never answered.
+    fn health(&self, error: Option<&str>) {
+        match &self.workload {
+            Some(lease) => self
+                .state
+                .workloads
+                .report_health(lease, error.map(str::to_string)),
+            None => tracing::debug!(
+                proxy = %self.proxy.id,
+                "health report from a proxy without a WorkloadEntry (no AUTO_REGISTER_GROUP or WORKLOAD_ENTRY): ignored"
+            ),
+        }
     }
 
     fn ack_or_nack(&mut self, url: &str, nonce: &str, error: Option<&str>) {
@@ -389,7 +416,7 @@ async fn run<F: Flavor>(
         };
         if conn.is_none() {
             let push = pushes.borrow_and_update().clone();
-            match Conn::open(&state, &caller, &peer, F::node(&req), push, tx.clone()) {
+            match Conn::open(&state, &caller, &peer, F::node(&req), push, tx.clone()).await {
                 Ok(c) => conn = Some(c),
                 Err(status) => {
                     tracing::warn!("xDS stream refused: {}", status.message());
@@ -400,6 +427,10 @@ async fn run<F: Flavor>(
         }
         let Some(c) = conn.as_mut() else { return };
         let url = F::type_url(&req).to_string();
+        if url == type_url::HEALTH_INFO {
+            c.health(F::error(&req));
+            continue;
+        }
         c.ack_or_nack(&url, F::response_nonce(&req), F::error(&req));
         let first = !c.watches.contains_key(&url);
         let w = c.watches.entry(url.clone()).or_default();
