@@ -5,13 +5,24 @@ use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use weft_model::Kind;
 
+/// The `Healthy` condition's status (`True`/`False`), `<none>` without one.
+fn healthy(status: &Value) -> String {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Healthy"))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("<none>")
+        .to_string()
+}
+
 /// Column headers for `kind` (without NAMESPACE, which `-A` adds in front).
 pub fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
     let mut c = match kind {
         Kind::VirtualService => vec!["NAME", "GATEWAYS", "HOSTS", "AGE"],
         Kind::DestinationRule => vec!["NAME", "HOST", "AGE"],
         Kind::ServiceEntry => vec!["NAME", "HOSTS", "LOCATION", "RESOLUTION", "AGE"],
-        Kind::WorkloadEntry => vec!["NAME", "AGE", "ADDRESS"],
+        // Istio's printer columns, and the Healthy condition weftd keeps for health-checked VMs.
+        Kind::WorkloadEntry => vec!["NAME", "AGE", "ADDRESS", "HEALTHY"],
         Kind::PeerAuthentication => vec!["NAME", "MODE", "AGE"],
         Kind::AuthorizationPolicy => vec!["NAME", "ACTION", "AGE"],
         Kind::Service => vec![
@@ -75,7 +86,12 @@ pub fn row(kind: Kind, item: &Value, wide: bool, now: SystemTime) -> Vec<String>
             str_at(spec, &["resolution"]).into(),
             age,
         ],
-        Kind::WorkloadEntry => vec![name, age, str_at(spec, &["address"]).into()],
+        Kind::WorkloadEntry => vec![
+            name,
+            age,
+            str_at(spec, &["address"]).into(),
+            healthy(&obj["status"]),
+        ],
         Kind::PeerAuthentication => vec![name, str_at(spec, &["mtls", "mode"]).into(), age],
         Kind::AuthorizationPolicy => vec![name, str_at(spec, &["action"]).into(), age],
         Kind::Service => {
@@ -376,11 +392,17 @@ mod tests {
         let we = json!({"source": "runtime", "object": {"metadata": {"name": "vm-1"}, "spec": {"address": "10.0.0.5"}}});
         assert_eq!(
             row(Kind::WorkloadEntry, &we, false, now),
-            ["vm-1", "<unknown>", "10.0.0.5"]
+            ["vm-1", "<unknown>", "10.0.0.5", "<none>"]
+        );
+        let checked = json!({"source": "runtime", "object": {"metadata": {"name": "vm-2"}, "spec": {"address": "10.0.0.6"},
+            "status": {"conditions": [{"type": "Other", "status": "True"}, {"type": "Healthy", "status": "False"}]}}});
+        assert_eq!(
+            row(Kind::WorkloadEntry, &checked, false, now),
+            ["vm-2", "<unknown>", "10.0.0.6", "False"]
         );
         assert_eq!(
             columns(Kind::WorkloadEntry, false),
-            ["NAME", "AGE", "ADDRESS"]
+            ["NAME", "AGE", "ADDRESS", "HEALTHY"]
         );
     }
 }

@@ -212,7 +212,7 @@ fn apply_get_delete_and_restart() {
     let out = run(&["get", "we", "-A"]);
     assert_eq!(
         without_age(&out.stdout),
-        "NAMESPACE   NAME   AGE   ADDRESS\nshop        vm-1   AGE   10.0.0.5"
+        "NAMESPACE   NAME   AGE   ADDRESS    HEALTHY\nshop        vm-1   AGE   10.0.0.5   <none>"
     );
     let out = run(&["get", "svc", "web", "-n", "shop", "-o", "wide"]);
     let row = out.stdout.lines().nth(1).unwrap_or_default().to_string();
