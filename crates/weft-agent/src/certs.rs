@@ -235,7 +235,8 @@ impl CertManager {
             ));
         }
         let root = read_root(&self.cfg)?;
-        let target = Target::new(&self.cfg.ca_address, self.cfg.istiod_san.as_deref(), root);
+        let target = Target::new(&self.cfg.ca_address, self.cfg.istiod_san.as_deref(), root)
+            .with_hosts_file(&self.cfg.paths.hosts());
         let alg = self.cfg.key_algorithm;
         let uri = self.cfg.spiffe_uri();
         let (key, csr) = tokio::task::spawn_blocking(move || {

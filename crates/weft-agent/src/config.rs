@@ -49,6 +49,10 @@ impl Paths {
     pub fn mesh_config(&self) -> PathBuf {
         self.at("etc/istio/config/mesh")
     }
+    /// The VM's hosts file (istioctl's `hosts` is appended to it).
+    pub fn hosts(&self) -> PathBuf {
+        self.at("etc/hosts")
+    }
     pub fn cluster_env(&self) -> PathBuf {
         self.at("var/lib/istio/envoy/cluster.env")
     }

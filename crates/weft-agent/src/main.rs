@@ -8,6 +8,7 @@ mod certs;
 mod config;
 mod envfile;
 mod envoy;
+mod hosts;
 mod probe;
 mod proxy;
 mod sds;

@@ -58,7 +58,8 @@ pub async fn run(root: PathBuf, proxy_type: ProxyType) -> Result<(), String> {
         cert_watch.clone(),
         stopped(stop_rx.clone()),
     ));
-    let target = Target::new(&cfg.discovery_address, cfg.istiod_san.as_deref(), root_pem);
+    let target = Target::new(&cfg.discovery_address, cfg.istiod_san.as_deref(), root_pem)
+        .with_hosts_file(&cfg.paths.hosts());
     let certs_for_xds = cert_watch.clone();
     let token_path = cfg.paths.token();
     let cluster_id = cfg.cluster_id.clone();

@@ -27,6 +27,8 @@ pub struct Upstream {
 pub struct Target {
     /// `host:port`.
     pub address: String,
+    /// What to connect to: `address`, or its host looked up in the VM's hosts file.
+    pub dial: String,
     /// Name expected in weftd's certificate.
     pub server_name: String,
     /// PEM roots to trust.
@@ -43,9 +45,16 @@ impl Target {
             .trim_matches(['[', ']']);
         Target {
             address: address.to_string(),
+            dial: address.to_string(),
             server_name: istiod_san.unwrap_or(host).to_string(),
             root_pem,
         }
+    }
+
+    /// Dials `address`'s host as the hosts file at `hosts` lists it (when it does).
+    pub fn with_hosts_file(mut self, hosts: &std::path::Path) -> Self {
+        self.dial = crate::hosts::dial_address(&self.address, hosts);
+        self
     }
 }
 
@@ -89,7 +98,7 @@ pub async fn connect(target: &Target, client: Option<&WorkloadCerts>) -> Result<
     let cfg = Arc::new(client_config(target, client)?);
     let server_name = ServerName::try_from(target.server_name.clone())
         .map_err(|e| format!("server name {:?}: {e}", target.server_name))?;
-    let address = target.address.clone();
+    let address = target.dial.clone();
     let connector = tower::service_fn(move |_uri: http::Uri| {
         let cfg = cfg.clone();
         let server_name = server_name.clone();
