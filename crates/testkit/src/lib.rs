@@ -48,6 +48,7 @@ pub use host::{Host, Interface};
 pub use http::{HttpResponse, http_get};
 pub mod local;
 pub mod mesh;
+pub mod vm_bundle;
 pub use lab::{KEEP_ENV, Lab, NETNS_PREFIX, Network};
 pub use netns::{check_environment, ip, list_netns, netns_exists, pids_in_netns, run_in_netns};
 pub use process::{CommandOutput, Process, command_from_argv, in_netns};

@@ -398,7 +398,7 @@ async fn vm_joins_reports_health_and_is_cleaned_up() {
     // Another connected workload cannot claim the same address.
     apply(
         &w,
-        &GROUP
+        GROUP
             .replace("name: forum, namespace", "name: forum2, namespace")
             .split("---")
             .next()
