@@ -4,6 +4,7 @@
 
 mod baseline;
 mod ca;
+mod join;
 mod stats;
 mod weftd;
 
@@ -26,6 +27,22 @@ struct Cli {
 enum Command {
     /// CA signing: CreateCertificate throughput (closed loop) or latency at a fixed rate (open loop).
     Ca(CaArgs),
+    /// VM join time: agent start → first successful request from webapp, and its parts, with a
+    /// fast probe and with Istio's default probe period (release binaries, netns lab, as root).
+    Join(JoinArgs),
+}
+
+#[derive(clap::Args)]
+struct JoinArgs {
+    /// Joins measured per probe setting.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+    runs: u64,
+    /// The WorkloadGroup probe's periodSeconds under test.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60))]
+    period: u32,
+    /// The baseline's periodSeconds (Istio's default: 10).
+    #[arg(long = "baseline-period", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
+    baseline_period: u32,
 }
 
 #[derive(clap::Args)]
@@ -111,6 +128,16 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let result = match cli.command {
         Command::Ca(args) => ca::run(&args.config()).await,
+        Command::Join(args) => {
+            let cfg = join::Config {
+                runs: args.runs as usize,
+                period: args.period,
+                baseline_period: args.baseline_period,
+            };
+            tokio::task::spawn_blocking(move || join::run(&cfg))
+                .await
+                .unwrap_or_else(|e| Err(format!("join benchmark panicked: {e}")))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,7 +169,9 @@ mod tests {
     #[test]
     fn transport_flags_conflict() {
         assert!(Cli::try_parse_from(["weft-bench", "ca", "--tls", "--plaintext"]).is_err());
-        let Command::Ca(a) = Cli::try_parse_from(["weft-bench", "ca"]).unwrap().command;
+        let Command::Ca(a) = Cli::try_parse_from(["weft-bench", "ca"]).unwrap().command else {
+            panic!("ca")
+        };
         assert!(a.config().tls);
     }
 }
