@@ -27,6 +27,7 @@
 //! SDS (`default`, `ROOTCA`) is served by the agent through the bootstrap's `sds-grpc` cluster.
 
 mod authn;
+pub mod authz;
 mod clusters;
 mod context;
 mod endpoints;
