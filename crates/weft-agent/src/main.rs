@@ -8,6 +8,7 @@ mod certs;
 mod config;
 mod envfile;
 mod envoy;
+mod instance_ip;
 mod probe;
 mod proxy;
 mod sds;
