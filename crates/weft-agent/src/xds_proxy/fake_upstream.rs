@@ -19,8 +19,8 @@ pub(super) enum Seen {
     Ended,
 }
 
-/// A fake weftd: records metadata and requests, answers each request that is not an ACK with
-/// one response; type URL `fail` ends the stream with `internal: boom`.
+/// A fake weftd: records metadata and requests, answers each request that is neither an ACK nor a
+/// health report with one response; type URL `fail` ends the stream with `internal: boom`.
 #[derive(Clone)]
 pub(super) struct FakeAds {
     metadata: Arc<Mutex<Vec<MetadataMap>>>,
@@ -58,7 +58,8 @@ impl AggregatedDiscoveryService for FakeAds {
                     let _ = tx.send(Err(Status::internal("boom"))).await;
                     return;
                 }
-                if !req.response_nonce.is_empty() {
+                // ACKs and health reports (as weftd treats them) get no response.
+                if !req.response_nonce.is_empty() || req.type_url == type_url::HEALTH_INFO {
                     continue;
                 }
                 n += 1;
@@ -107,7 +108,8 @@ impl AggregatedDiscoveryService for FakeAds {
                     let _ = tx.send(Err(Status::internal("boom"))).await;
                     return;
                 }
-                if !req.response_nonce.is_empty() {
+                // ACKs and health reports (as weftd treats them) get no response.
+                if !req.response_nonce.is_empty() || req.type_url == type_url::HEALTH_INFO {
                     continue;
                 }
                 n += 1;

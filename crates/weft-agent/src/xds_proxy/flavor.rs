@@ -1,6 +1,7 @@
 //! What differs between state-of-the-world and delta ADS, so one proxy loop serves both.
 
 use super::Intercepted;
+use crate::probe::{self, ProbeState};
 use crate::upstream::BoxFuture;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
@@ -20,6 +21,8 @@ pub(super) trait Flavor: Send + 'static {
     fn response_type_url(resp: &Self::Resp) -> &str;
     /// The proxy's own initial request for `type_url`.
     fn subscribe(type_url: &str) -> Self::Req;
+    /// The `HealthInformation` request reporting `state`.
+    fn health(state: &ProbeState) -> Self::Req;
     /// Turns an intercepted response into what the agent gets and the ACK to send upstream.
     fn consume(resp: Self::Resp, node_id: &str) -> (Intercepted, Self::Req);
     fn open(
@@ -50,6 +53,9 @@ impl Flavor for Sotw {
             type_url: type_url.to_string(),
             ..Default::default()
         }
+    }
+    fn health(state: &ProbeState) -> DiscoveryRequest {
+        probe::health_request(state)
     }
     fn consume(resp: DiscoveryResponse, node_id: &str) -> (Intercepted, DiscoveryRequest) {
         let ack = DiscoveryRequest {
@@ -104,6 +110,9 @@ impl Flavor for Delta {
             type_url: type_url.to_string(),
             ..Default::default()
         }
+    }
+    fn health(state: &ProbeState) -> DeltaDiscoveryRequest {
+        probe::delta_health_request(state)
     }
     fn consume(
         resp: DeltaDiscoveryResponse,

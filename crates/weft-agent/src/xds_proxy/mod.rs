@@ -7,8 +7,14 @@
 //! reconnects and gets a new upstream stream.
 //!
 //! [`ProxyHooks`] lets the agent take some types for itself (NDS): their responses go to a channel
-//! instead of Envoy and the proxy ACKs them upstream.
+//! instead of Envoy and the proxy ACKs them upstream. It also carries the application's health,
+//! which the proxy reports on every upstream stream as Istio's agent does: an
+//! `istio.v1.HealthInformation` request (a `DiscoveryRequest` on a SotW stream, a
+//! `DeltaDiscoveryRequest` on a delta one; no `error_detail` when healthy, `error_detail {code: 13,
+//! message}` when not), first right after Envoy's first LDS request of the stream, then on each
+//! change. A new upstream stream (Envoy reconnecting) gets the current state again.
 
+use crate::probe::ProbeState;
 use crate::upstream::Upstream;
 use std::future::Future;
 use std::path::PathBuf;
@@ -27,11 +33,22 @@ use weft_proto::envoy_types::pb::envoy::service::discovery::v3::{
 };
 use weft_proto::type_url;
 
+#[cfg(test)]
+mod fake_upstream;
+mod flavor;
+#[cfg(test)]
+mod health_tests;
+#[cfg(test)]
+mod tests;
+
+use flavor::{Delta, Flavor, Sotw};
+
 /// Largest xDS message accepted either way (Istio allows up to `i32::MAX`; a large mesh's CDS
 /// easily exceeds tonic's 4 MiB default).
 const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 
-/// Responses the agent consumes instead of Envoy.
+/// What the agent adds to the streams it proxies: responses it consumes instead of Envoy, its own
+/// subscriptions, and health reports.
 #[derive(Clone, Debug, Default)]
 pub struct ProxyHooks {
     /// Type URLs whose upstream responses go to [`ProxyHooks::intercepted`] instead of Envoy (e.g.
@@ -42,6 +59,9 @@ pub struct ProxyHooks {
     /// Type URLs the proxy subscribes to itself on each upstream stream, right after forwarding
     /// Envoy's first LDS request (Istio's agent does this for NDS, which Envoy never asks for).
     pub request_after_first_lds: Vec<String>,
+    /// The application's health to report upstream (the readiness prober's channel): `None` for
+    /// no reports; a `None` state (no verdict yet) is not reported.
+    pub health: Option<watch::Receiver<Option<ProbeState>>>,
 }
 
 /// One intercepted upstream response.
@@ -135,19 +155,13 @@ impl XdsProxy {
             stop: self.stop.clone(),
             down,
             lds_seen: false,
+            health: self.hooks.health.clone(),
+            health_sent: None,
         };
         tokio::spawn(stream.run(inbound));
         ReceiverStream::new(rx)
     }
 }
-
-#[cfg(test)]
-mod fake_upstream;
-mod flavor;
-#[cfg(test)]
-mod tests;
-
-use flavor::{Delta, Flavor, Sotw};
 
 /// How a proxied stream ended.
 enum End {
@@ -166,11 +180,23 @@ struct ProxyStream<F: Flavor> {
     stop: watch::Receiver<bool>,
     down: mpsc::Sender<Result<F::Resp, Status>>,
     lds_seen: bool,
+    /// This stream's view of the health channel (dropped when the prober is gone).
+    health: Option<watch::Receiver<Option<ProbeState>>>,
+    /// The health state last reported on this stream's upstream.
+    health_sent: Option<ProbeState>,
 }
 
 /// Resolves when the agent stops (or the server is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Resolves when the health state changes (true) or the prober is gone (false); never without one.
+async fn health_changed(health: &mut Option<watch::Receiver<Option<ProbeState>>>) -> bool {
+    match health {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// The next upstream response, or never while the upstream stream is not open yet.
@@ -296,6 +322,13 @@ impl<F: Flavor> ProxyStream<F> {
                     Ok(None) => return End::Upstream(None),
                     Err(s) => return End::Upstream(Some(s)),
                 },
+                changed = health_changed(&mut self.health), if self.lds_seen && !upstream_gone => {
+                    if !changed {
+                        self.health = None;
+                    } else if !self.report_health(&up).await {
+                        upstream_gone = true;
+                    }
+                }
                 _ = self.down.closed() => return End::Envoy(None),
                 _ = stopped(&mut self.stop) => return End::Shutdown,
             }
@@ -317,7 +350,34 @@ impl<F: Flavor> ProxyStream<F> {
                     return false;
                 }
             }
+            // Health is reported only once the stream carries Envoy's listeners request.
+            return self.report_health(up).await;
         }
+        true
+    }
+
+    /// Sends the current health state upstream unless it is unknown or what this stream last
+    /// sent. Returns false when the upstream request stream is gone.
+    async fn report_health(&mut self, up: &mpsc::Sender<F::Req>) -> bool {
+        let Some(rx) = self.health.as_mut() else {
+            return true;
+        };
+        let Some(state) = rx.borrow_and_update().clone() else {
+            return true;
+        };
+        if self.health_sent.as_ref() == Some(&state) {
+            return true;
+        }
+        tracing::info!(
+            stream = self.id,
+            healthy = state.healthy,
+            message = state.message.as_deref().unwrap_or(""),
+            "health reported upstream"
+        );
+        if up.send(F::health(&state)).await.is_err() {
+            return false;
+        }
+        self.health_sent = Some(state);
         true
     }
 
