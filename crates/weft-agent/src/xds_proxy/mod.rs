@@ -368,12 +368,12 @@ impl<F: Flavor> ProxyStream<F> {
         if self.health_sent.as_ref() == Some(&state) {
             return true;
         }
-        tracing::info!(
-            stream = self.id,
-            healthy = state.healthy,
-            message = state.message.as_deref().unwrap_or(""),
-            "health reported upstream"
-        );
+        match &state.message {
+            None => tracing::info!(stream = self.id, "health reported upstream: healthy"),
+            Some(m) => {
+                tracing::info!(stream = self.id, error = %m, "health reported upstream: unhealthy")
+            }
+        }
         if up.send(F::health(&state)).await.is_err() {
             return false;
         }
