@@ -13,6 +13,8 @@ mod probe;
 mod proxy;
 mod sds;
 mod status;
+#[cfg(test)]
+mod unit_file_tests;
 mod upstream;
 mod xds_proxy;
 
