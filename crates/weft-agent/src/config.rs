@@ -1,8 +1,13 @@
 //! The agent's settings, resolved the way Istio's VM start-up resolves them: environment files
 //! under `--root` (`sidecar.env`, then `cluster.env`), the mesh config's `proxyMetadata`, and the
-//! process environment (which wins, so systemd `Environment=` and tests can override a file).
+//! process environment. Precedence, highest first: process environment (so systemd
+//! `Environment=` and tests can override a file) > `cluster.env` > `sidecar.env` > mesh
+//! `proxyMetadata`.
+//!
+//! Defaults of the start script: `ISTIO_SVC_IP` (the instance address) is the host's first usable
+//! address ([`crate::instance_ip`]), `POD_NAME` the short host name.
 
-use crate::envfile;
+use crate::{envfile, instance_ip};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -171,9 +176,11 @@ impl AgentConfig {
             .unwrap_or_else(|| "default".into());
         let pod_name = get("POD_NAME").unwrap_or_else(short_hostname);
         let service_account = get("SERVICE_ACCOUNT").unwrap_or_else(|| "default".into());
-        let instance_ip = get("INSTANCE_IP")
-            .or_else(|| get("ISTIO_SVC_IP"))
-            .unwrap_or_else(|| "127.0.0.1".into());
+        // The start script runs the agent with INSTANCE_IP=$ISTIO_SVC_IP, defaulting the latter to
+        // the host's first address; INSTANCE_IP alone is honoured too.
+        let instance_ip = get("ISTIO_SVC_IP")
+            .or_else(|| get("INSTANCE_IP"))
+            .unwrap_or_else(instance_ip::default_instance_ip);
         let trust_domain = get("TRUST_DOMAIN").unwrap_or_else(|| "cluster.local".into());
         let cluster_id = get("ISTIO_META_CLUSTER_ID").unwrap_or_else(|| "Kubernetes".into());
         let discovery_address = proxy_config
@@ -349,6 +356,39 @@ mod tests {
             c.spiffe_uri(),
             "spiffe://cluster.local/ns/forum-services/sa/forum-sa"
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn precedence_env_then_cluster_env_then_sidecar_env_then_proxy_metadata() {
+        let root = std::env::temp_dir().join(format!("weft-agent-prec-{}", std::process::id()));
+        let p = Paths::new(&root);
+        std::fs::create_dir_all(p.cluster_env().parent().unwrap()).unwrap();
+        std::fs::create_dir_all(p.mesh_config().parent().unwrap()).unwrap();
+        std::fs::write(
+            p.mesh_config(),
+            "defaultConfig:\n  proxyMetadata:\n    A: mesh\n    B: mesh\n    C: mesh\n    D: mesh\n",
+        )
+        .unwrap();
+        std::fs::write(p.sidecar_env(), "B=sidecar\nC=sidecar\nD=sidecar\n").unwrap();
+        std::fs::write(
+            p.cluster_env(),
+            "C='cluster'\nD='cluster'\nISTIO_SVC_IP='10.1.2.3'\nINSTANCE_IP='10.9.9.9'\n",
+        )
+        .unwrap();
+        let env: BTreeMap<String, String> = [("D".to_string(), "process".to_string())].into();
+        let c = AgentConfig::load(&root, ProxyType::Sidecar, &env).unwrap();
+        let got: Vec<&str> = ["A", "B", "C", "D"]
+            .iter()
+            .map(|k| c.env[*k].as_str())
+            .collect();
+        assert_eq!(got, ["mesh", "sidecar", "cluster", "process"]);
+        assert_eq!(
+            c.instance_ip, "10.1.2.3",
+            "ISTIO_SVC_IP wins over INSTANCE_IP"
+        );
+        assert!(!c.pod_name.is_empty(), "POD_NAME defaults to the host name");
+        assert_eq!(c.pod_name, short_hostname());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -354,7 +354,6 @@ fn log_stopped(status: std::io::Result<ExitStatus>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     struct TempDir(PathBuf);
@@ -636,7 +635,7 @@ mod tests {
         let state = crate::status::StatusState {
             admin_port: opts.admin_port,
             certs,
-            app_ready: Arc::new(AtomicBool::new(true)),
+            app_health: None,
             metrics: metrics.clone(),
         };
         let status_addr = status_listener.local_addr().unwrap();

@@ -9,10 +9,13 @@ mod config;
 mod envfile;
 mod envoy;
 mod hosts;
+mod instance_ip;
 mod probe;
 mod proxy;
 mod sds;
 mod status;
+#[cfg(test)]
+mod unit_file_tests;
 mod upstream;
 mod xds_proxy;
 

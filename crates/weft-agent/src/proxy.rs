@@ -4,7 +4,8 @@ use crate::bootstrap::{self, BootstrapOptions};
 use crate::certs::{self, CertManager};
 use crate::config::{AgentConfig, ProxyType};
 use crate::envoy::{EnvoySpec, EnvoySupervisor, find_envoy_binary};
-use crate::status::{AgentMetrics, StatusState, serve_status};
+use crate::probe::{self, runner::Precheck};
+use crate::status::{AgentMetrics, StatusState, envoy_ready, serve_status};
 use crate::upstream::{self, Target, Upstream};
 use crate::xds_proxy::{ProxyHooks, serve_xds_proxy};
 use std::collections::BTreeMap;
@@ -22,6 +23,13 @@ pub async fn run(root: PathBuf, proxy_type: ProxyType) -> Result<(), String> {
     // Set-up errors stop the agent at once, naming the file and the fix.
     let root_pem = certs::read_root(&cfg)?;
     let envoy_binary = find_envoy_binary(&cfg.env)?;
+    let opts = BootstrapOptions::default();
+
+    // The application readiness probe (mesh config `readinessProbe`), Envoy's readiness first.
+    let admin_port = opts.admin_port;
+    let envoy_first: Precheck = Arc::new(move || Box::pin(envoy_ready(admin_port)));
+    let app_health = probe::start(&cfg, Some(envoy_first))
+        .map_err(|e| format!("{}: {e}", cfg.paths.mesh_config().display()))?;
 
     let (manager, cert_watch) = CertManager::new(cfg.clone());
     if manager.load_existing().is_none() {
@@ -81,17 +89,21 @@ pub async fn run(root: PathBuf, proxy_type: ProxyType) -> Result<(), String> {
             h
         }),
     };
+    let hooks = ProxyHooks {
+        health: app_health.clone(),
+        ..Default::default()
+    };
     let xds = tokio::spawn(serve_xds_proxy(
         cfg.paths.xds_socket(),
         up,
-        ProxyHooks::default(),
+        hooks,
         stopped(stop_rx.clone()),
     ));
 
     // Status/readiness and Envoy.
     let metrics = Arc::new(AgentMetrics::default());
-    let opts = BootstrapOptions::default();
-    let status = StatusState::new(opts.admin_port, cert_watch.clone(), metrics.clone());
+    let status = StatusState::new(opts.admin_port, cert_watch.clone(), metrics.clone())
+        .with_app_health(app_health);
     let status_addr = format!("127.0.0.1:{}", opts.status_port)
         .parse()
         .map_err(|e| format!("status address: {e}"))?;

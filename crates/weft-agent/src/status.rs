@@ -1,13 +1,15 @@
 //! The agent's status server (15020, Istio's `statusPort`):
 //!
 //! - `/healthz/ready`: ready when Envoy is `LIVE` (admin `/ready`), the workload has a
-//!   certificate, and the application probe (if any) passes. Envoy's readiness listener (15021)
-//!   routes here.
+//!   certificate, and the application readiness probe (if any) passes — the same verdict the agent
+//!   reports to weftd, which itself ANDs Envoy's readiness with the application's, as Istio does.
+//!   Envoy's readiness listener (15021) routes here.
 //! - `/healthz/live`: the agent answers.
 //! - `/stats/prometheus`: Envoy's metrics merged with the agent's own.
 
 use crate::certs::{CertWatch, WorkloadCerts};
 use crate::envoy::admin_request;
+use crate::probe::ProbeState;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -16,9 +18,10 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// How long a readiness check waits for Envoy's admin.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -121,39 +124,46 @@ pub struct StatusState {
     /// Envoy's admin port on 127.0.0.1.
     pub admin_port: u16,
     pub certs: CertWatch,
-    /// The application probe's verdict; true when there is no probe.
-    pub app_ready: Arc<AtomicBool>,
+    /// The application readiness prober's verdicts (`None`: no probe configured).
+    pub app_health: Option<watch::Receiver<Option<ProbeState>>>,
     pub metrics: Arc<AgentMetrics>,
 }
 
 impl StatusState {
-    /// A state with no application probe (always healthy).
+    /// A state with no application probe.
     pub fn new(admin_port: u16, certs: CertWatch, metrics: Arc<AgentMetrics>) -> Self {
         StatusState {
             admin_port,
             certs,
-            app_ready: Arc::new(AtomicBool::new(true)),
+            app_health: None,
             metrics,
         }
+    }
+
+    /// Also require the application readiness probe (its channel, when one is configured).
+    pub fn with_app_health(mut self, app: Option<watch::Receiver<Option<ProbeState>>>) -> Self {
+        self.app_health = app;
+        self
     }
 
     /// `Ok` when the workload is ready; otherwise every reason it is not, one per line.
     pub async fn readiness(&self) -> Result<(), String> {
         let mut problems = Vec::new();
-        match admin_request(self.admin_port, Method::GET, "/ready", READY_TIMEOUT).await {
-            Ok((StatusCode::OK, body)) if body.trim_ascii() == b"LIVE" => {}
-            Ok((code, body)) => problems.push(format!(
-                "Envoy is not ready: admin /ready answered {} {}",
-                code.as_u16(),
-                String::from_utf8_lossy(body.trim_ascii())
-            )),
-            Err(e) => problems.push(format!("Envoy is not ready: {e}")),
+        if let Err(e) = envoy_ready(self.admin_port).await {
+            problems.push(e);
         }
         if self.certs.borrow().is_none() {
             problems.push("no workload certificate yet".into());
         }
-        if !self.app_ready.load(Ordering::Relaxed) {
-            problems.push("application readiness probe failing".into());
+        if let Some(app) = &self.app_health {
+            match &*app.borrow() {
+                Some(ProbeState { healthy: true, .. }) => {}
+                Some(ProbeState { message, .. }) => problems.push(format!(
+                    "application readiness probe failing: {}",
+                    message.as_deref().unwrap_or("unhealthy")
+                )),
+                None => problems.push("application readiness probe has no result yet".into()),
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -182,6 +192,19 @@ impl StatusState {
         let certs = self.certs.borrow().clone();
         out.push_str(&self.metrics.render(certs.as_deref(), SystemTime::now()));
         out
+    }
+}
+
+/// Whether Envoy is `LIVE` (its admin `/ready`); the error says why not.
+pub async fn envoy_ready(admin_port: u16) -> Result<(), String> {
+    match admin_request(admin_port, Method::GET, "/ready", READY_TIMEOUT).await {
+        Ok((StatusCode::OK, body)) if body.trim_ascii() == b"LIVE" => Ok(()),
+        Ok((code, body)) => Err(format!(
+            "Envoy is not ready: admin /ready answered {} {}",
+            code.as_u16(),
+            String::from_utf8_lossy(body.trim_ascii())
+        )),
+        Err(e) => Err(format!("Envoy is not ready: {e}")),
     }
 }
 
@@ -267,8 +290,8 @@ pub async fn serve_status_on(listener: TcpListener, state: StatusState) -> Resul
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+    use std::sync::atomic::AtomicBool;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::sync::watch;
 
     /// A fake Envoy admin: `/ready` answers `LIVE` or 503 `PRE_INITIALIZING` per `live`;
     /// `/stats/prometheus` answers one metric.
@@ -336,8 +359,9 @@ mod tests {
         let admin_port = fake_admin(live.clone()).await;
         let (cert_tx, cert_rx) = watch::channel(None);
         let metrics = Arc::new(AgentMetrics::default());
-        let state = StatusState::new(admin_port, cert_rx, metrics.clone());
-        let app = state.app_ready.clone();
+        let (app, app_rx) = crate::probe::channel();
+        let state =
+            StatusState::new(admin_port, cert_rx, metrics.clone()).with_app_health(Some(app_rx));
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(serve_status_on(listener, state));
@@ -349,21 +373,34 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("no workload certificate yet"), "{body}");
+        assert!(
+            body.contains("application readiness probe has no result yet"),
+            "{body}"
+        );
 
         live.store(true, Ordering::SeqCst);
-        let (code, body) = get(port, "/healthz/ready").await;
-        assert_eq!((code, body.trim()), (503, "no workload certificate yet"));
-
         cert_tx.send(Some(certs())).unwrap();
-        assert_eq!(get(port, "/healthz/ready").await, (200, String::new()));
-
-        app.store(false, Ordering::SeqCst);
         let (code, body) = get(port, "/healthz/ready").await;
         assert_eq!(
             (code, body.trim()),
-            (503, "application readiness probe failing")
+            (503, "application readiness probe has no result yet")
         );
-        app.store(true, Ordering::SeqCst);
+
+        app.send_replace(Some(ProbeState::healthy()));
+        assert_eq!(get(port, "/healthz/ready").await, (200, String::new()));
+
+        app.send_replace(Some(ProbeState::unhealthy(
+            "status code was not from [200,400), bad code 503",
+        )));
+        let (code, body) = get(port, "/healthz/ready").await;
+        assert_eq!(
+            (code, body.trim()),
+            (
+                503,
+                "application readiness probe failing: status code was not from [200,400), bad code 503"
+            )
+        );
+        app.send_replace(Some(ProbeState::healthy()));
         assert_eq!(get(port, "/healthz/ready").await.0, 200);
 
         live.store(false, Ordering::SeqCst);

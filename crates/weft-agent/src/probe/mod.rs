@@ -2,14 +2,13 @@
 //! `defaultConfig.readinessProbe` against the workload and reports health transitions, which the
 //! agent forwards to weftd on the xDS stream as `istio.v1.HealthInformation` requests.
 //!
+//! - [`start`] runs the configured probe (if any) with Envoy's readiness ANDed in front, as
+//!   Istio does; `proxy.rs` hands its channel to the xDS proxy (reports to weftd) and the status
+//!   server (15020 readiness).
 //! - [`probe_from_proxy_config`] reads the probe; [`default_host`] is where it points by default.
-//! - [`runner::Prober`] holds one resolved probe and its schedule; [`runner::Prober::spawn`] (or
-//!   [`runner::spawn`]) runs it and publishes transitions on a `watch` channel (`None` until the
-//!   first verdict).
+//! - [`runner::Prober`] holds one resolved probe and its schedule; [`runner::Prober::spawn`] runs
+//!   it and publishes transitions on a `watch` channel (`None` until the first verdict).
 //! - [`health_request`] / [`delta_health_request`] turn a state into the xDS request to send.
-
-// Unused until the lead wires the prober into `proxy.rs` and the xDS proxy; remove then.
-#![allow(dead_code)]
 
 mod exec;
 mod grpc;
@@ -18,6 +17,7 @@ pub mod runner;
 mod tcp;
 
 use crate::config::AgentConfig;
+use runner::{Precheck, Prober};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -67,6 +67,25 @@ pub type ProbeReports = watch::Sender<Option<ProbeState>>;
 /// A fresh report channel, starting unknown.
 pub fn channel() -> (ProbeReports, watch::Receiver<Option<ProbeState>>) {
     watch::channel(None)
+}
+
+/// Starts the mesh config's readiness probe, if it has one, against [`default_host`], with
+/// `precheck` (Envoy's readiness) ANDed in front. Returns the channel its verdicts go to, or
+/// `None` when there is no probe; an invalid probe is an error.
+pub fn start(
+    cfg: &AgentConfig,
+    precheck: Option<Precheck>,
+) -> Result<Option<watch::Receiver<Option<ProbeState>>>, String> {
+    let Some(probe) = probe_from_proxy_config(&cfg.proxy_config)? else {
+        return Ok(None);
+    };
+    let mut prober = Prober::new(&probe, &default_host(cfg))?;
+    if let Some(check) = precheck {
+        prober = prober.with_precheck(check);
+    }
+    let (reports, verdicts) = channel();
+    prober.spawn(reports);
+    Ok(Some(verdicts))
 }
 
 /// The mesh config's `defaultConfig.readinessProbe`, checked the way weftd checks a
@@ -180,6 +199,24 @@ impl Check {
         }
     }
 
+    /// What is probed, for the log: the URL or address, or the command's program (never header
+    /// values or arguments, which may hold credentials).
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Http(c) => format!("httpGet {}", c.url),
+            Check::Tcp(c) => format!("tcpSocket {}", join_host_port(&c.host, c.port)),
+            Check::Exec(c) => format!(
+                "exec {}",
+                c.command.first().map(String::as_str).unwrap_or_default()
+            ),
+            Check::Grpc(c) => format!(
+                "grpc {} service {:?}",
+                join_host_port(&c.host, c.port),
+                c.service
+            ),
+        }
+    }
+
     /// Runs the check once; `Err` carries the failure message. Never takes much longer than
     /// `timeout`.
     pub async fn run(&self, timeout: Duration) -> Result<(), String> {
@@ -240,6 +277,7 @@ fn go_duration(d: Duration) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn pc(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -329,6 +367,100 @@ mod tests {
                 13,
                 "status code was not from [200,400), bad code 503".to_string()
             ))
+        );
+    }
+
+    /// An agent configuration whose mesh config has `probe_yaml` (indented under
+    /// `readinessProbe:`, or no probe when empty) and instance address `ip`.
+    fn config_with(name: &str, probe_yaml: &str, ip: &str) -> AgentConfig {
+        let root =
+            std::env::temp_dir().join(format!("weft-agent-probe-{name}-{}", std::process::id()));
+        let paths = crate::config::Paths::new(&root);
+        std::fs::create_dir_all(paths.mesh_config().parent().unwrap()).unwrap();
+        let mut mesh = "defaultConfig:\n  discoveryAddress: weftd:15012\n".to_string();
+        if !probe_yaml.is_empty() {
+            mesh.push_str("  readinessProbe:\n");
+            mesh.push_str(probe_yaml);
+        }
+        std::fs::write(paths.mesh_config(), mesh).unwrap();
+        let env = [("ISTIO_SVC_IP".to_string(), ip.to_string())].into();
+        let cfg = AgentConfig::load(&root, crate::config::ProxyType::Sidecar, &env).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        cfg
+    }
+
+    async fn first_verdict(rx: &mut watch::Receiver<Option<ProbeState>>) -> ProbeState {
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(Option::is_some))
+            .await
+            .expect("a verdict in time")
+            .unwrap()
+            .clone()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn start_runs_the_mesh_config_probe_against_the_instance_ip() {
+        assert!(
+            start(&config_with("none", "", "127.0.0.1"), None)
+                .unwrap()
+                .is_none()
+        );
+        let err = start(
+            &config_with("bad", "    periodSeconds: 5\n", "127.0.0.1"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err, "readinessProbe: unknown health check method <nil>");
+
+        let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = app.local_addr().unwrap().port();
+        let probe = format!("    tcpSocket:\n      port: {port}\n");
+        let mut rx = start(&config_with("ok", &probe, "127.0.0.1"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first_verdict(&mut rx).await, ProbeState::healthy());
+
+        // The app listens on 127.0.0.1 only: an instance address of 127.0.0.2 is refused.
+        let mut rx = start(&config_with("other", &probe, "127.0.0.2"), None)
+            .unwrap()
+            .unwrap();
+        let verdict = first_verdict(&mut rx).await;
+        assert!(!verdict.healthy, "{verdict:?}");
+        assert!(
+            verdict.message.as_deref().unwrap().contains("127.0.0.2"),
+            "{verdict:?}"
+        );
+
+        // Envoy's readiness comes first.
+        let envoy_down: Precheck =
+            Arc::new(|| Box::pin(async { Err("Envoy is not ready: PRE_INITIALIZING".into()) }));
+        let mut rx = start(&config_with("pre", &probe, "127.0.0.1"), Some(envoy_down))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            first_verdict(&mut rx).await,
+            ProbeState::unhealthy("Envoy is not ready: PRE_INITIALIZING")
+        );
+        drop(app);
+    }
+
+    #[test]
+    fn descriptions_leave_out_header_values_and_arguments() {
+        let probe: ReadinessProbe = serde_json::from_value(json!({
+            "httpGet": {"port": 8080, "path": "/ready", "httpHeaders": [{"name": "Authorization", "value": "Bearer s3cret"}]}
+        }))
+        .unwrap();
+        let d = Check::new(&probe, "10.0.0.5").unwrap().describe();
+        assert_eq!(d, "httpGet http://10.0.0.5:8080/ready");
+        let probe: ReadinessProbe =
+            serde_json::from_value(json!({"exec": {"command": ["check", "--password=s3cret"]}}))
+                .unwrap();
+        assert_eq!(Check::new(&probe, "h").unwrap().describe(), "exec check");
+        let probe: ReadinessProbe =
+            serde_json::from_value(json!({"tcpSocket": {"port": 9000}})).unwrap();
+        assert_eq!(
+            Check::new(&probe, "fd00::5").unwrap().describe(),
+            "tcpSocket [fd00::5]:9000"
         );
     }
 

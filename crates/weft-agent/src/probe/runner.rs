@@ -8,7 +8,6 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -105,7 +104,6 @@ impl Thresholds {
 pub struct Prober {
     pub check: Check,
     pub schedule: Schedule,
-    app_ready: Option<Arc<AtomicBool>>,
     precheck: Option<Precheck>,
 }
 
@@ -114,7 +112,6 @@ impl fmt::Debug for Prober {
         f.debug_struct("Prober")
             .field("check", &self.check)
             .field("schedule", &self.schedule)
-            .field("app_ready", &self.app_ready)
             .field("precheck", &self.precheck.is_some())
             .finish()
     }
@@ -127,16 +124,8 @@ impl Prober {
         Ok(Prober {
             check: Check::new(probe, default_host)?,
             schedule: Schedule::from_probe(probe),
-            app_ready: None,
             precheck: None,
         })
-    }
-
-    /// Also mirror the verdict into `flag` (the status server's `app_ready`): false from the
-    /// start until the first healthy verdict.
-    pub fn with_app_ready(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.app_ready = Some(flag);
-        self
     }
 
     /// AND `check` in front of the probe (Istio: Envoy's readiness).
@@ -165,12 +154,9 @@ impl Prober {
         tokio::spawn(self.run(reports))
     }
 
-    /// Runs the schedule forever, publishing transitions on `reports` (and the flag, if given).
+    /// Runs the schedule forever, publishing transitions on `reports`.
     pub async fn run(self, reports: ProbeReports) {
-        if let Some(flag) = &self.app_ready {
-            flag.store(false, Ordering::SeqCst);
-        }
-        tracing::info!(check = ?self.check, schedule = ?self.schedule, "starting application readiness probe");
+        tracing::info!(check = %self.check.describe(), schedule = ?self.schedule, "starting application readiness probe");
         tokio::time::sleep(self.schedule.initial_delay).await;
         let mut thresholds = Thresholds::new(
             self.schedule.success_threshold,
@@ -190,27 +176,10 @@ impl Prober {
                     None => tracing::info!("application probe: healthy"),
                     Some(m) => tracing::warn!("application probe: unhealthy: {m}"),
                 }
-                if let Some(flag) = &self.app_ready {
-                    flag.store(state.healthy, Ordering::SeqCst);
-                }
                 reports.send_replace(Some(state));
             }
         }
     }
-}
-
-/// Starts `probe` against `default_host`, publishing on `reports` and into `app_ready`.
-pub fn spawn(
-    probe: &ReadinessProbe,
-    default_host: &str,
-    reports: ProbeReports,
-    app_ready: Option<Arc<AtomicBool>>,
-) -> Result<JoinHandle<()>, String> {
-    let mut prober = Prober::new(probe, default_host)?;
-    if let Some(flag) = app_ready {
-        prober = prober.with_app_ready(flag);
-    }
-    Ok(prober.spawn(reports))
 }
 
 #[cfg(test)]
@@ -219,6 +188,7 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -361,21 +331,17 @@ mod tests {
         assert_eq!(prober.schedule.period, Duration::from_secs(1));
         prober.schedule.period = PERIOD;
         prober.schedule.initial_delay = Duration::from_millis(100);
-        let flag = Arc::new(AtomicBool::new(true));
-        let prober = prober.with_app_ready(flag.clone());
 
         let (tx, mut rx) = channel();
         let started = Instant::now();
         let task = prober.spawn(tx);
         let mut published = Vec::new();
-        let mut flags = Vec::new();
         for _ in 0..3 {
             tokio::time::timeout(Duration::from_secs(5), rx.changed())
                 .await
                 .expect("a transition")
                 .unwrap();
             let state = rx.borrow_and_update().clone().unwrap();
-            flags.push(flag.load(Ordering::SeqCst));
             published.push(state);
         }
         assert_eq!(
@@ -386,7 +352,6 @@ mod tests {
                 ProbeState::healthy()
             ]
         );
-        assert_eq!(flags, [true, false, true]);
         // Steady state: more probes, nothing published.
         let before = times.lock().unwrap().len();
         tokio::time::sleep(PERIOD * 6).await;
@@ -404,7 +369,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn app_flag_is_cleared_until_the_first_verdict() {
+    async fn nothing_is_published_before_the_first_verdict() {
         let probe = ReadinessProbe {
             initial_delay_seconds: 30,
             exec: Some(ExecHealthCheckConfig {
@@ -412,14 +377,12 @@ mod tests {
             }),
             ..Default::default()
         };
-        let flag = Arc::new(AtomicBool::new(true));
         let (tx, rx) = channel();
-        let task = spawn(&probe, "127.0.0.1", tx, Some(flag.clone())).unwrap();
+        let task = Prober::new(&probe, "127.0.0.1").unwrap().spawn(tx);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!flag.load(Ordering::SeqCst));
         assert_eq!(*rx.borrow(), None);
         task.abort();
-        assert!(spawn(&ReadinessProbe::default(), "h", channel().0, None).is_err());
+        assert!(Prober::new(&ReadinessProbe::default(), "h").is_err());
     }
 
     #[tokio::test]
