@@ -320,6 +320,16 @@ fn forum_vms_join_report_health_share_load_and_leave() {
     intruder_root
         .write_token(&cp.mint_token(NS, "default", 600).unwrap())
         .unwrap();
+    // It claims the identity its token carries (else weftd refuses the node before the group
+    // is even looked at).
+    let env_path = intruder_root.path("var/lib/istio/envoy/cluster.env");
+    let env = std::fs::read_to_string(&env_path).unwrap();
+    assert!(env.contains("SERVICE_ACCOUNT='forum-sa'"), "{env}");
+    std::fs::write(
+        &env_path,
+        env.replace("SERVICE_ACCOUNT='forum-sa'", "SERVICE_ACCOUNT='default'"),
+    )
+    .unwrap();
     let intruder_agent = intruder_root
         .start_agent(&intruder, "intruder-agent", &[])
         .unwrap();
