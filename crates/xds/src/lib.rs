@@ -56,6 +56,10 @@ pub mod names {
     pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
     pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
     pub const VIRTUAL_INBOUND: &str = "virtualInbound";
+    /// The default chain of an outbound listener none of whose chains matches everything.
+    pub const PASSTHROUGH_FILTER_CHAIN: &str = "PassthroughFilterChain";
+    /// The sniffed-HTTP passthrough chains of `virtualInbound`.
+    pub const VIRTUAL_INBOUND_CATCH_ALL_HTTP: &str = "virtualInbound-catchall-http";
     /// The agent's SDS cluster (declared in the bootstrap).
     pub const SDS_CLUSTER: &str = "sds-grpc";
     /// SDS resource names served by the agent.

@@ -42,7 +42,8 @@ pub enum Protocol {
     Redis,
     MySql,
     Udp,
-    /// No protocol given. Istio sniffs; Weft treats it as TCP (see [`Protocol::is_http`]).
+    /// No protocol given: sniffed (HTTP or TCP, decided per connection by Envoy's
+    /// `http_inspector`), as Istio does.
     Unsupported,
 }
 
@@ -92,7 +93,7 @@ impl Protocol {
     }
 
     /// Served through the HTTP connection manager (outbound `0.0.0.0_<port>` + RDS).
-    /// `Unsupported` is not: Weft does no protocol sniffing, so undeclared ports are TCP.
+    /// `Unsupported` is not: it is sniffed (see [`Protocol::is_sniffed`]).
     pub fn is_http(self) -> bool {
         matches!(
             self,
@@ -102,6 +103,29 @@ impl Protocol {
                 | Protocol::GrpcWeb
                 | Protocol::HttpProxy
         )
+    }
+
+    /// Istio's `IsTCP`: proxied as opaque bytes (TLS ones maybe by SNI).
+    pub fn is_tcp(self) -> bool {
+        matches!(
+            self,
+            Protocol::Tcp
+                | Protocol::Https
+                | Protocol::Tls
+                | Protocol::Mongo
+                | Protocol::Redis
+                | Protocol::MySql
+        )
+    }
+
+    /// Undeclared: Envoy decides per connection whether it is HTTP (Istio's protocol sniffing).
+    pub fn is_sniffed(self) -> bool {
+        self == Protocol::Unsupported
+    }
+
+    /// Istio's `IsHTTPOrSniffed`: has a virtual host in the outbound route configurations.
+    pub fn is_http_or_sniffed(self) -> bool {
+        self.is_http() || self.is_sniffed()
     }
 
     /// Upstream connections use HTTP/2.
