@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod envoy;
+pub mod mesh;
 
 use prost::Message;
 use prost_reflect::{
