@@ -25,6 +25,8 @@
 //! reaches proxies whose resources changed. Per proxy: `virtualInbound` and the `inbound|<port>||`
 //! clusters; route configurations are per proxy namespace (short host names).
 //! SDS (`default`, `ROOTCA`) is served by the agent through the bootstrap's `sds-grpc` cluster.
+//! NDS (`type_url::NAME_TABLE`, requested by the agent) is one unnamed resource per proxy: the
+//! DNS name table.
 
 mod authn;
 mod clusters;
@@ -32,6 +34,7 @@ mod context;
 mod endpoints;
 mod listeners;
 mod mesh;
+mod name_table;
 mod proxy;
 pub mod registry;
 mod resource;
@@ -42,6 +45,7 @@ mod util;
 pub use authn::{MtlsMode, MtlsPolicy};
 pub use context::PushContext;
 pub use mesh::{MeshConfig, OutboundTrafficPolicy, OutboundTrafficPolicyMode};
+pub use name_table::{REGISTRY_EXTERNAL, REGISTRY_KUBERNETES};
 pub use proxy::{Proxy, ProxyKind};
 pub use registry::{Allocations, Registry};
 pub use resource::NamedResource;

@@ -274,6 +274,8 @@ pub struct Service {
     pub source: ServiceSource,
     /// VIPs: clusterIP(s) / ServiceEntry addresses, else the allocated one. May be empty.
     pub addresses: Vec<IpAddr>,
+    /// A Kubernetes Service with `clusterIP: None`: DNS answers with its endpoints' addresses.
+    pub headless: bool,
     pub ports: Vec<Port>,
     pub resolution: Resolution,
     pub mesh_external: bool,
@@ -648,12 +650,15 @@ fn kube_service(
             },
         })
         .collect();
+    let headless = spec.cluster_ip == "None"
+        || (spec.cluster_ip.is_empty() && spec.cluster_ips.first().is_some_and(|ip| ip == "None"));
     let mut svc = Service {
         hostname: format!("{name}.{ns}.svc.{DOMAIN_SUFFIX}"),
         namespace: ns,
         name,
         source: ServiceSource::Kubernetes,
         addresses,
+        headless,
         ports,
         resolution: Resolution::ClientSideLb,
         mesh_external: false,
@@ -731,6 +736,7 @@ fn entry_services(
             name: host.clone(),
             source: ServiceSource::ServiceEntry(r.name().to_string()),
             addresses,
+            headless: false,
             ports: ports.clone(),
             resolution,
             mesh_external: se.effective_location() != "MESH_INTERNAL",
