@@ -8,6 +8,15 @@ pub mod ca {
 /// `istio.networking.nds.v1`: the DNS name table.
 pub mod nds {
     tonic::include_proto!("istio.networking.nds.v1");
+
+    impl prost::Name for NameTable {
+        const NAME: &'static str = "NameTable";
+        const PACKAGE: &'static str = "istio.networking.nds.v1";
+
+        fn type_url() -> String {
+            super::type_url::NAME_TABLE.into()
+        }
+    }
 }
 
 pub use envoy_types;

@@ -12,17 +12,23 @@
 //!   for objects owned by a config file.
 //! - `GET /api/v1/errors`: the config entries currently rejected.
 //! - `GET /debug/configz`: everything served, with versions, sources, VIPs and errors.
+//! - `GET /debug/ndsz?proxyID=NAME.NS`: the DNS name table the connected proxy is served, as
+//!   istiod's `/debug/ndsz` (an Envoy-style config dump: `{"configs": [NameTable]}`).
 
 use crate::http::{Body, Req, json, respond, text};
 use crate::store::{Origin, StoreError, StoreHandle, StoreSnapshot};
 use crate::xds::XdsState;
+use crate::xds::generate::Proxy;
 use hyper::{Method, Response, StatusCode};
+use prost::Message;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use weft_identity::token::TokenAuthority;
 use weft_model::snapshot::Key;
 use weft_model::{Entry, Kind, Outcome, Resource};
+use weft_proto::nds::NameTable;
+use weft_proto::type_url;
 
 /// Content type of an apply body that carries several named files.
 pub const FILES_CONTENT_TYPE: &str = "application/x-weft-files+json";
@@ -75,6 +81,7 @@ impl Admin {
                 StatusCode::OK,
                 &json!({"errors": errors_json(&self.store.snapshot())}),
             ),
+            (&Method::GET, "/debug/ndsz") => self.ndsz(&req),
             (&Method::GET, "/debug/configz") => {
                 json(StatusCode::OK, &configz(&self.store.snapshot()))
             }
@@ -445,4 +452,74 @@ impl Admin {
             Err(StoreError::Io(m)) => error_json(StatusCode::INTERNAL_SERVER_ERROR, m),
         }
     }
+}
+
+impl Admin {
+    /// `/debug/ndsz`: the name table of a connected proxy, from the current push.
+    fn ndsz(&self, req: &Req) -> Response<Body> {
+        let Some(id) = req.query_param("proxyID").filter(|p| !p.is_empty()) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "You must provide a proxyID in the query string",
+            );
+        };
+        // The connection's node id names the proxy (its IP, namespace and DNS domain).
+        let node_id = self.xds.syncz(Some(&id)).as_array().and_then(|conns| {
+            conns
+                .iter()
+                .find_map(|c| c.get("nodeId").and_then(Value::as_str).map(str::to_string))
+        });
+        let Some(node_id) = node_id else {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("Proxy {id} not connected to this weftd instance"),
+            );
+        };
+        let proxy = match Proxy::from_node_parts(&node_id, serde_json::Map::new()) {
+            Ok(p) => p,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+        let push = self.xds.pushes().borrow().clone();
+        let configs: Vec<Value> = push
+            .generator
+            .generate(&proxy, type_url::NAME_TABLE)
+            .iter()
+            .filter_map(|r| NameTable::decode(r.resource.value.as_slice()).ok())
+            .map(|t| name_table_json(&t))
+            .collect();
+        json(StatusCode::OK, &json!({ "configs": configs }))
+    }
+}
+
+/// A name table as protobuf JSON (`@type` first, empty fields left out).
+fn name_table_json(t: &NameTable) -> Value {
+    let table: serde_json::Map<String, Value> = t
+        .table
+        .iter()
+        .map(|(host, info)| {
+            let mut v = serde_json::Map::new();
+            let fields = [
+                ("ips", json!(info.ips), info.ips.is_empty()),
+                ("registry", json!(info.registry), info.registry.is_empty()),
+                (
+                    "shortname",
+                    json!(info.shortname),
+                    info.shortname.is_empty(),
+                ),
+                (
+                    "namespace",
+                    json!(info.namespace),
+                    info.namespace.is_empty(),
+                ),
+                ("altHosts", json!(info.alt_hosts), info.alt_hosts.is_empty()),
+            ];
+            for (k, val, empty) in fields {
+                if !empty {
+                    v.insert(k.into(), val);
+                }
+            }
+            (host.clone(), Value::Object(v))
+        })
+        .collect();
+    json!({"@type": type_url::NAME_TABLE, "table": table})
 }

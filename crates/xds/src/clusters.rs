@@ -126,6 +126,9 @@ pub(crate) fn outbound(svc: &Service, port: &Port) -> Cluster {
     };
     if port.protocol.is_http2() {
         http2_only(&mut c);
+    } else if port.protocol.is_sniffed() {
+        // Sniffed HTTP goes upstream as it came: HTTP/1.1 or HTTP/2.
+        use_downstream_protocol(&mut c);
     }
     if svc.auto_mtls() && svc.resolution != Resolution::Passthrough {
         c.transport_socket_matches = vec![
@@ -216,6 +219,8 @@ pub(crate) fn inbound(port: &InboundPort) -> Cluster {
     });
     if port.protocol.is_http2() {
         http2_only(&mut c);
+    } else if port.protocol.is_sniffed() {
+        use_downstream_protocol(&mut c);
     }
     c
 }

@@ -8,7 +8,7 @@ use crate::names::outbound_cluster;
 use crate::proxy::{Proxy, ProxyKind};
 use crate::registry::{Allocations, Registry, Resolution};
 use crate::resource::NamedResource;
-use crate::{DOMAIN_SUFFIX, clusters, listeners, routes};
+use crate::{DOMAIN_SUFFIX, clusters, listeners, name_table, routes};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use weft_model::snapshot::Snapshot;
@@ -84,8 +84,8 @@ impl PushContext {
     }
 
     /// Resources of `type_url` for `proxy`, ordered (deterministically) as Envoy should apply
-    /// them. Shared ones are the same `Arc` for every proxy. Routers (gateways) get clusters and
-    /// endpoints only, for now. Unknown type URLs give nothing.
+    /// them. Shared ones are the same `Arc` for every proxy. Routers (gateways) get clusters,
+    /// endpoints and the name table only, for now. Unknown type URLs give nothing.
     pub fn generate(&self, proxy: &Proxy, type_url: &str) -> Vec<Arc<NamedResource>> {
         let sidecar = proxy.kind == ProxyKind::Sidecar;
         match type_url {
@@ -108,6 +108,10 @@ impl PushContext {
                 out.push(resource(inbound.name.clone(), inbound));
                 out
             }
+            type_url::NAME_TABLE => vec![resource(
+                String::new(),
+                name_table::name_table(&self.registry, proxy),
+            )],
             type_url::ROUTE if sidecar => match self.routes.get(&proxy.dns_domain) {
                 Some(slot) => slot
                     .get_or_init(|| self.build_routes(&proxy.dns_domain))

@@ -25,6 +25,8 @@
 //! reaches proxies whose resources changed. Per proxy: `virtualInbound` and the `inbound|<port>||`
 //! clusters; route configurations are per proxy namespace (short host names).
 //! SDS (`default`, `ROOTCA`) is served by the agent through the bootstrap's `sds-grpc` cluster.
+//! NDS (`type_url::NAME_TABLE`, requested by the agent) is one unnamed resource per proxy: the
+//! DNS name table.
 
 mod authn;
 pub mod authz;
@@ -33,6 +35,7 @@ mod context;
 mod endpoints;
 mod listeners;
 mod mesh;
+mod name_table;
 mod proxy;
 pub mod registry;
 mod resource;
@@ -43,6 +46,7 @@ mod util;
 pub use authn::{MtlsMode, MtlsPolicy};
 pub use context::PushContext;
 pub use mesh::{MeshConfig, OutboundTrafficPolicy, OutboundTrafficPolicyMode};
+pub use name_table::{REGISTRY_EXTERNAL, REGISTRY_KUBERNETES};
 pub use proxy::{Proxy, ProxyKind};
 pub use registry::{Allocations, Registry};
 pub use resource::NamedResource;
@@ -57,6 +61,10 @@ pub mod names {
     pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
     pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
     pub const VIRTUAL_INBOUND: &str = "virtualInbound";
+    /// The default chain of an outbound listener none of whose chains matches everything.
+    pub const PASSTHROUGH_FILTER_CHAIN: &str = "PassthroughFilterChain";
+    /// The sniffed-HTTP passthrough chains of `virtualInbound`.
+    pub const VIRTUAL_INBOUND_CATCH_ALL_HTTP: &str = "virtualInbound-catchall-http";
     /// The agent's SDS cluster (declared in the bootstrap).
     pub const SDS_CLUSTER: &str = "sds-grpc";
     /// SDS resource names served by the agent.

@@ -42,7 +42,8 @@ pub enum Protocol {
     Redis,
     MySql,
     Udp,
-    /// No protocol given. Istio sniffs; Weft treats it as TCP (see [`Protocol::is_http`]).
+    /// No protocol given: sniffed (HTTP or TCP, decided per connection by Envoy's
+    /// `http_inspector`), as Istio does.
     Unsupported,
 }
 
@@ -92,7 +93,7 @@ impl Protocol {
     }
 
     /// Served through the HTTP connection manager (outbound `0.0.0.0_<port>` + RDS).
-    /// `Unsupported` is not: Weft does no protocol sniffing, so undeclared ports are TCP.
+    /// `Unsupported` is not: it is sniffed (see [`Protocol::is_sniffed`]).
     pub fn is_http(self) -> bool {
         matches!(
             self,
@@ -102,6 +103,29 @@ impl Protocol {
                 | Protocol::GrpcWeb
                 | Protocol::HttpProxy
         )
+    }
+
+    /// Istio's `IsTCP`: proxied as opaque bytes (TLS ones maybe by SNI).
+    pub fn is_tcp(self) -> bool {
+        matches!(
+            self,
+            Protocol::Tcp
+                | Protocol::Https
+                | Protocol::Tls
+                | Protocol::Mongo
+                | Protocol::Redis
+                | Protocol::MySql
+        )
+    }
+
+    /// Undeclared: Envoy decides per connection whether it is HTTP (Istio's protocol sniffing).
+    pub fn is_sniffed(self) -> bool {
+        self == Protocol::Unsupported
+    }
+
+    /// Istio's `IsHTTPOrSniffed`: has a virtual host in the outbound route configurations.
+    pub fn is_http_or_sniffed(self) -> bool {
+        self.is_http() || self.is_sniffed()
     }
 
     /// Upstream connections use HTTP/2.
@@ -250,6 +274,8 @@ pub struct Service {
     pub source: ServiceSource,
     /// VIPs: clusterIP(s) / ServiceEntry addresses, else the allocated one. May be empty.
     pub addresses: Vec<IpAddr>,
+    /// A Kubernetes Service with `clusterIP: None`: DNS answers with its endpoints' addresses.
+    pub headless: bool,
     pub ports: Vec<Port>,
     pub resolution: Resolution,
     pub mesh_external: bool,
@@ -624,12 +650,15 @@ fn kube_service(
             },
         })
         .collect();
+    let headless = spec.cluster_ip == "None"
+        || (spec.cluster_ip.is_empty() && spec.cluster_ips.first().is_some_and(|ip| ip == "None"));
     let mut svc = Service {
         hostname: format!("{name}.{ns}.svc.{DOMAIN_SUFFIX}"),
         namespace: ns,
         name,
         source: ServiceSource::Kubernetes,
         addresses,
+        headless,
         ports,
         resolution: Resolution::ClientSideLb,
         mesh_external: false,
@@ -707,6 +736,7 @@ fn entry_services(
             name: host.clone(),
             source: ServiceSource::ServiceEntry(r.name().to_string()),
             addresses,
+            headless: false,
             ports: ports.clone(),
             resolution,
             mesh_external: se.effective_location() != "MESH_INTERNAL",

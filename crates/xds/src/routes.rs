@@ -1,6 +1,8 @@
 //! RDS: one route configuration per outbound HTTP port (named `"<port>"`), one virtual host per
-//! service host on that port, plus the catch-all (`allow_any` / `block_all`).
+//! service host on that port, plus the catch-all (`allow_any` / `block_all`); and one per sniffed
+//! service port on a VIP (`"<host>:<port>"`), with that service's virtual host only.
 
+use crate::listeners::outbound_plan::{self, sniffed_route_name};
 use crate::mesh::MeshConfig;
 use crate::names::{PASSTHROUGH_CLUSTER, outbound_cluster};
 use crate::registry::{Registry, Service};
@@ -18,14 +20,11 @@ use weft_proto::envoy_types::util::pack_any;
 /// Istio's `DefaultMaxDirectResponseBodySizeBytes`.
 const MAX_DIRECT_RESPONSE_BODY: u32 = 1024 * 1024;
 
-/// Outbound HTTP ports and the services on each, ordered by port then host.
-pub(crate) fn http_ports(registry: &Registry) -> BTreeMap<u32, Vec<&Arc<Service>>> {
+/// Services with an HTTP or sniffed port, by port then host.
+fn http_or_sniffed_ports(registry: &Registry) -> BTreeMap<u32, Vec<&Arc<Service>>> {
     let mut out: BTreeMap<u32, Vec<&Arc<Service>>> = BTreeMap::new();
     for svc in registry.services() {
-        for p in svc.ports.iter().filter(|p| p.protocol.is_http()) {
-            if crate::listeners::outbound::reserved_port(p.port) {
-                continue;
-            }
+        for p in svc.ports.iter().filter(|p| p.protocol.is_http_or_sniffed()) {
             out.entry(p.port).or_default().push(svc);
         }
     }
@@ -33,18 +32,41 @@ pub(crate) fn http_ports(registry: &Registry) -> BTreeMap<u32, Vec<&Arc<Service>
 }
 
 /// Route configurations for a proxy whose DNS domain is `dns_domain` (`<ns>.svc.cluster.local`):
-/// the domains depend on it (short names only within the namespace), nothing else does.
+/// the domains depend on it (short names only within the namespace), nothing else does. One
+/// for each name an outbound listener's HTTP chain uses: `"<port>"` (every HTTP or sniffed service
+/// on the port, then the catch-all), ordered by port, then `"<host>:<port>"` (a sniffed service
+/// bound to its VIP: its own virtual host for any domain, no catch-all), by name.
 pub(crate) fn route_configs(
     registry: &Registry,
     mesh: &MeshConfig,
     dns_domain: &str,
 ) -> Vec<RouteConfiguration> {
-    http_ports(registry)
+    let plan = outbound_plan::plan(registry);
+    let mut ports: BTreeSet<u32> = BTreeSet::new();
+    let mut sniffed: BTreeSet<(String, u32)> = BTreeSet::new();
+    for name in plan.values().flat_map(|e| e.route_names()) {
+        match name.parse::<u32>() {
+            Ok(port) => {
+                ports.insert(port);
+            }
+            Err(_) => {
+                if let Some((host, port)) = name.rsplit_once(':')
+                    && let Ok(port) = port.parse()
+                {
+                    sniffed.insert((host.to_string(), port));
+                }
+            }
+        }
+    }
+    let by_port = http_or_sniffed_ports(registry);
+    let mut out: Vec<RouteConfiguration> = ports
         .into_iter()
-        .map(|(port, services)| {
+        .map(|port| {
             let mut used: BTreeSet<String> = BTreeSet::new();
-            let mut vhosts: Vec<VirtualHost> = services
+            let mut vhosts: Vec<VirtualHost> = by_port
+                .get(&port)
                 .into_iter()
+                .flatten()
                 .filter_map(|svc| {
                     let domains: Vec<String> = virtual_host_domains(svc, dns_domain)
                         .into_iter()
@@ -55,16 +77,31 @@ pub(crate) fn route_configs(
                 .collect();
             vhosts.sort_by(|a, b| a.name.cmp(&b.name));
             vhosts.push(catch_all(mesh));
-            RouteConfiguration {
-                name: port.to_string(),
-                virtual_hosts: vhosts,
-                validate_clusters: bool_value(false),
-                max_direct_response_body_size_bytes: u32_value(MAX_DIRECT_RESPONSE_BODY),
-                ignore_port_in_host_matching: true,
-                ..Default::default()
-            }
+            route_configuration(port.to_string(), vhosts)
         })
-        .collect()
+        .collect();
+    for (host, port) in sniffed {
+        let Some(svc) = registry.service(&host) else {
+            continue;
+        };
+        let vhost = service_virtual_host(svc, port, vec!["*".into()]);
+        out.push(route_configuration(
+            sniffed_route_name(&host, port),
+            vec![vhost],
+        ));
+    }
+    out
+}
+
+fn route_configuration(name: String, virtual_hosts: Vec<VirtualHost>) -> RouteConfiguration {
+    RouteConfiguration {
+        name,
+        virtual_hosts,
+        validate_clusters: bool_value(false),
+        max_direct_response_body_size_bytes: u32_value(MAX_DIRECT_RESPONSE_BODY),
+        ignore_port_in_host_matching: true,
+        ..Default::default()
+    }
 }
 
 /// Istio's `generateVirtualHostDomains` for a sidecar (ports ignored in host matching, so no

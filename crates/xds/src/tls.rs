@@ -36,6 +36,12 @@ pub(crate) const ISTIO_MTLS_ALPNS: &[&str] = &[
     "istio-h2",
 ];
 
+/// ALPN of HTTP an Istio client sniffed, over mTLS (Istio's `mtlsHTTPALPNs`).
+pub(crate) const MTLS_HTTP_ALPNS: &[&str] = &["istio-http/1.0", "istio-http/1.1", "istio-h2"];
+
+/// ALPN of TCP over mTLS (Istio's `mtlsTCPWithMxcALPNs`).
+pub(crate) const MTLS_TCP_ALPNS: &[&str] = &["istio-peer-exchange", "istio"];
+
 /// Istio's cipher suites for in-mesh TLS 1.2.
 const CIPHERS: &[&str] = &[
     "ECDHE-ECDSA-AES256-GCM-SHA384",

@@ -110,3 +110,13 @@ fn envoy_accepts_registry_only_and_every_mtls_mode() {
     assert_eq!(policy.ports.len(), 3, "{policy:?}");
     validate(&ctx, &proxy, "modes");
 }
+
+#[test]
+fn envoy_accepts_sniffed_ports() {
+    let snap = snapshot(include_str!("../testdata/sniffing.yaml"));
+    let ctx = PushContext::new(snap, &Allocations::new(), &MeshConfig::default());
+    let client = Proxy::sidecar("client", "apps", "198.18.5.20", &[("app", "client")]);
+    let legacy = Proxy::sidecar("legacy", "apps", "198.18.5.10", &[("app", "legacy")]);
+    validate(&ctx, &client, "sniff-client");
+    validate(&ctx, &legacy, "sniff-legacy");
+}

@@ -53,3 +53,24 @@ fn forum_sidecar() {
     );
     check(&ctx, &proxy, "forum");
 }
+
+pub fn sniffing_context() -> PushContext {
+    let snap = snapshot(include_str!("../testdata/sniffing.yaml"));
+    PushContext::new(snap, &Allocations::new(), &MeshConfig::default())
+}
+
+/// A client of sniffed services (STRICT inbound on a declared gRPC port).
+#[test]
+fn sniffing_client_sidecar() {
+    let ctx = sniffing_context();
+    let proxy = Proxy::sidecar("client", "apps", "198.18.5.20", &[("app", "client")]);
+    check(&ctx, &proxy, "sniff-client");
+}
+
+/// The sniffed services' own sidecar: PERMISSIVE and DISABLE inbound chains for sniffed ports.
+#[test]
+fn sniffing_server_sidecar() {
+    let ctx = sniffing_context();
+    let proxy = Proxy::sidecar("legacy", "apps", "198.18.5.10", &[("app", "legacy")]);
+    check(&ctx, &proxy, "sniff-legacy");
+}

@@ -1,4 +1,5 @@
-//! Service VIP allocation (pure): which Services get an address from the service CIDR, and which one.
+//! Service VIP allocation (pure): which Services get an address from the service CIDR, and which one;
+//! and ServiceEntry host addresses from 240.240.0.0/16, as Istio's IP auto-allocation gives them.
 //!
 //! A Service written without `clusterIP` gets a VIP; `clusterIP: None` (headless) and
 //! `type: ExternalName` get none; a written `clusterIP` is the Service's own and is never handed to
@@ -205,6 +206,133 @@ pub fn plan(
     out
 }
 
+/// Istio's default `PILOT_IP_AUTOALLOCATE_IPV4_PREFIX`: where ServiceEntry hosts without
+/// addresses get theirs.
+pub const SERVICE_ENTRY_CIDR: &str = "240.240.0.0/16";
+
+/// ServiceEntry label opting out of automatic addresses (`"false"`, any case).
+pub const AUTOALLOCATE_LABEL: &str = "networking.istio.io/enable-autoallocate-ip";
+
+/// The hosts of a ServiceEntry that get an automatic address (Istio's `ShouldV2AutoAllocateIP`
+/// and `keepHost`): none when it has `addresses`, `resolution: NONE` or the opt-out label;
+/// else every host but wildcards (kept with DYNAMIC_DNS).
+pub fn service_entry_hosts(r: &Resource) -> Vec<String> {
+    let Spec::ServiceEntry(se) = &r.spec else {
+        return Vec::new();
+    };
+    let opted_out = r
+        .metadata
+        .labels
+        .get(AUTOALLOCATE_LABEL)
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+    let resolution = se.effective_resolution();
+    if opted_out || resolution == "NONE" || !se.addresses.is_empty() {
+        return Vec::new();
+    }
+    se.hosts
+        .iter()
+        .filter(|h| !h.starts_with('*') || resolution == "DYNAMIC_DNS")
+        .cloned()
+        .collect()
+}
+
+/// Like [`plan`], but new addresses are the lowest free ones from the prefix's first usable
+/// address on (as Istio's ServiceEntry allocator hands them out), in `wanting`'s order.
+pub fn plan_in_order(
+    cidr: &Cidr,
+    wanting: &BTreeSet<ServiceName>,
+    taken: &BTreeSet<IpAddr>,
+    previous: &BTreeMap<ServiceName, IpAddr>,
+) -> Plan {
+    let mut out = Plan::default();
+    let mut used: BTreeSet<IpAddr> = taken.clone();
+    let mut fresh = Vec::new();
+    for name in wanting {
+        match previous.get(name) {
+            Some(ip) if cidr.contains(*ip) && !used.contains(ip) => {
+                used.insert(*ip);
+                out.allocations.insert(name.clone(), *ip);
+            }
+            _ => fresh.push(name),
+        }
+    }
+    let (lo, hi) = cidr.usable();
+    let mut next = lo;
+    for name in fresh {
+        while next <= hi && used.contains(&cidr.at(next)) {
+            next += 1;
+        }
+        if next > hi {
+            out.warnings.push(format!(
+                "ServiceEntry {}: host {}: no free address left in {cidr}",
+                name.0, name.1
+            ));
+            continue;
+        }
+        let ip = cidr.at(next);
+        used.insert(ip);
+        out.allocations.insert(name.clone(), ip);
+    }
+    out
+}
+
+/// One allocation round over every resource: Service VIPs from `service_cidr` ([`plan`]) and
+/// ServiceEntry host addresses from [`SERVICE_ENTRY_CIDR`] ([`plan_in_order`]), keyed
+/// `(namespace, host)` (a host equal to a Service's name in its namespace is the Service's).
+/// Written clusterIPs and ServiceEntry addresses are never handed out.
+pub fn plan_all<'a>(
+    service_cidr: &Cidr,
+    resources: impl IntoIterator<Item = &'a Resource>,
+    previous: &BTreeMap<ServiceName, IpAddr>,
+) -> Plan {
+    let mut services = BTreeSet::new();
+    let mut service_names = BTreeSet::new();
+    let mut entries = BTreeSet::new();
+    let mut taken = BTreeSet::new();
+    for r in resources {
+        let ns = r.namespace().to_string();
+        match &r.spec {
+            Spec::Service(_) => {
+                service_names.insert((ns.clone(), r.name().to_string()));
+                match need(r) {
+                    Need::Vip => {
+                        services.insert((ns, r.name().to_string()));
+                    }
+                    Need::Own(Some(ip)) => {
+                        taken.insert(ip);
+                    }
+                    _ => {}
+                }
+            }
+            Spec::ServiceEntry(se) => {
+                taken.extend(
+                    se.addresses
+                        .iter()
+                        .filter_map(|a| a.split('/').next()?.parse::<IpAddr>().ok()),
+                );
+                for host in service_entry_hosts(r) {
+                    entries.insert((ns.clone(), host));
+                }
+            }
+            _ => {}
+        }
+    }
+    entries.retain(|k| !service_names.contains(k));
+    let split = |wanting: &BTreeSet<ServiceName>| -> BTreeMap<ServiceName, IpAddr> {
+        previous
+            .iter()
+            .filter(|(k, _)| wanting.contains(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    };
+    let mut out = plan(service_cidr, &services, &taken, &split(&services));
+    let se_cidr: Cidr = SERVICE_ENTRY_CIDR.parse().expect("valid constant");
+    let se_plan = plan_in_order(&se_cidr, &entries, &taken, &split(&entries));
+    out.allocations.extend(se_plan.allocations);
+    out.warnings.extend(se_plan.warnings);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +396,97 @@ mod tests {
         );
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("no free VIP"), "{:?}", p.warnings);
+    }
+
+    fn load(yaml: &str) -> Vec<Resource> {
+        weft_model::load_str("t.yaml", yaml)
+            .into_iter()
+            .map(|e| match e.outcome {
+                weft_model::Outcome::Valid { resource, .. } => *resource,
+                o => panic!("{o:?}"),
+            })
+            .collect()
+    }
+
+    fn se(name: &str, extra_meta: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {name}\n  namespace: ns\n{extra_meta}spec:\n{spec}  ports:\n  - {{number: 443, name: tls, protocol: TLS}}\n---\n"
+        )
+    }
+
+    #[test]
+    fn service_entry_hosts_as_istio_allocates() {
+        let yaml = [
+            se(
+                "static",
+                "",
+                "  hosts: [a.example.com, \"*.w.example.com\"]\n  resolution: STATIC\n  endpoints:\n  - address: 10.0.0.1\n",
+            ),
+            se("none", "", "  hosts: [n.example.com]\n  resolution: NONE\n"),
+            se("unset", "", "  hosts: [u.example.com]\n"),
+            se("own", "", "  hosts: [o.example.com]\n  addresses: [192.0.2.1]\n  resolution: DNS\n"),
+            se(
+                "out",
+                "  labels:\n    networking.istio.io/enable-autoallocate-ip: \"FALSE\"\n",
+                "  hosts: [x.example.com]\n  resolution: DNS\n",
+            ),
+            se("dyn", "", "  hosts: [\"*.d.example.com\"]\n  resolution: DYNAMIC_DNS\n"),
+        ]
+        .concat();
+        let hosts: Vec<Vec<String>> = load(&yaml).iter().map(service_entry_hosts).collect();
+        let expect: [&[&str]; 6] = [&["a.example.com"], &[], &[], &[], &[], &["*.d.example.com"]];
+        for (got, want) in hosts.iter().zip(expect) {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn service_entry_addresses_in_order_kept_and_freed() {
+        let yaml = [
+            se("b", "", "  hosts: [b1.example.com, b2.example.com]\n  resolution: DNS\n"),
+            se("a", "", "  hosts: [a.example.com]\n  resolution: STATIC\n  endpoints:\n  - address: 10.0.0.1\n"),
+            // A written address inside the range is never handed out.
+            se("c", "", "  hosts: [c.example.com]\n  addresses: [240.240.0.1]\n  resolution: DNS\n"),
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns}\nspec:\n  ports:\n  - port: 80\n---\n".into(),
+        ]
+        .concat();
+        let rs = load(&yaml);
+        let cidr: Cidr = "10.96.0.0/16".parse().unwrap();
+        let p = plan_all(&cidr, &rs, &BTreeMap::new());
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let ip = |p: &Plan, host: &str| p.allocations[&svc("ns", host)].to_string();
+        // (namespace, host) order, from the prefix's first address, skipping the written one.
+        assert_eq!(ip(&p, "a.example.com"), "240.240.0.2");
+        assert_eq!(ip(&p, "b1.example.com"), "240.240.0.3");
+        assert_eq!(ip(&p, "b2.example.com"), "240.240.0.4");
+        assert!(cidr.contains(p.allocations[&svc("ns", "web")]));
+        assert_eq!(p.allocations.len(), 4);
+        // Kept as they were; a gone entry's address is freed and the lowest free one reused.
+        let without_a: Vec<Resource> = rs.iter().filter(|r| r.name() != "a").cloned().collect();
+        let p2 = plan_all(&cidr, &without_a, &p.allocations);
+        assert!(!p2.allocations.contains_key(&svc("ns", "a.example.com")));
+        assert_eq!(ip(&p2, "b1.example.com"), "240.240.0.3");
+        let mut again = without_a.clone();
+        again.extend(load(&se(
+            "z",
+            "",
+            "  hosts: [z.example.com]\n  resolution: DNS\n",
+        )));
+        let p3 = plan_all(&cidr, &again, &p2.allocations);
+        assert_eq!(ip(&p3, "z.example.com"), "240.240.0.2");
+        assert_eq!(ip(&p3, "b2.example.com"), "240.240.0.4");
+    }
+
+    #[test]
+    fn in_order_reports_exhaustion() {
+        let cidr: Cidr = "240.240.0.0/30".parse().unwrap();
+        let wanting: BTreeSet<_> = [svc("n", "a"), svc("n", "b"), svc("n", "c")].into();
+        let p = plan_in_order(&cidr, &wanting, &BTreeSet::new(), &BTreeMap::new());
+        assert_eq!(p.allocations.len(), 2);
+        assert!(
+            p.warnings[0].contains("no free address"),
+            "{:?}",
+            p.warnings
+        );
     }
 }

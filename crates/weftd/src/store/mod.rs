@@ -7,7 +7,8 @@
 //!   Removing a file removes its resources. Two definitions of one object: the first by path wins.
 //! - API and runtime objects: durable JSON files in `<state-dir>/objects/` (see [`objects`]),
 //!   loaded at start. `apply` is all-or-nothing. Config files take precedence over both.
-//! - Service VIPs (see [`alloc`]): persisted in `<state-dir>/allocations.json`.
+//! - Service VIPs and ServiceEntry host addresses (see [`alloc`]): persisted in
+//!   `<state-dir>/allocations.json`.
 //!
 //! Pure logic lives in [`merge`] and [`alloc`]; [`config_dir`] and [`objects`] do the I/O.
 
@@ -38,7 +39,8 @@ use weft_model::{Entry, Kind, Resource};
 #[derive(Debug, Default)]
 pub struct StoreSnapshot {
     pub config: Arc<Snapshot>,
-    /// VIP of every Service written without a clusterIP, by `(namespace, name)`.
+    /// VIP of every Service written without a clusterIP, by `(namespace, name)`, and the address
+    /// of every ServiceEntry host that gets one automatically, by `(namespace, host)`.
     pub allocations: BTreeMap<(String, String), IpAddr>,
     /// Invalid config entries (file, document, kind, namespace/name, field and message).
     pub errors: Vec<Entry>,
@@ -200,24 +202,11 @@ impl State {
             |k| self.object_files.path(k).display().to_string(),
         );
         self.lay_statuses(&mut merged.resources);
-        let mut wanting = BTreeSet::new();
-        let mut taken = BTreeSet::new();
-        for (key, (r, _)) in merged
-            .resources
-            .iter()
-            .filter(|(k, _)| k.kind == Kind::Service)
-        {
-            match alloc::need(r) {
-                alloc::Need::Vip => {
-                    wanting.insert((key.namespace.clone(), key.name.clone()));
-                }
-                alloc::Need::Own(Some(ip)) => {
-                    taken.insert(ip);
-                }
-                _ => {}
-            }
-        }
-        let plan = alloc::plan(&self.cidr, &wanting, &taken, &self.allocations);
+        let plan = alloc::plan_all(
+            &self.cidr,
+            merged.resources.values().map(|(r, _)| r.as_ref()),
+            &self.allocations,
+        );
         if plan.warnings != self.alloc_warnings {
             for w in &plan.warnings {
                 tracing::warn!("{w}");

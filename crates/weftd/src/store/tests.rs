@@ -366,3 +366,43 @@ fn formats_rfc3339() {
         "2024-02-29T23:59:59Z"
     );
 }
+
+#[tokio::test]
+async fn service_entry_addresses_survive_restart_and_are_freed() {
+    let state = TempDir::new("se-alloc");
+    let cidr: Cidr = CIDR.parse().unwrap();
+    let se = |name: &str, host: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  hosts: [{host}]\n  resolution: DNS\n  ports:\n  - {{number: 443, name: tls, protocol: TLS}}\n"
+        )
+    };
+    let host = |h: &str| ("shop".to_string(), h.to_string());
+    let (store, rx) = start(None, state.0.clone(), cidr).await.unwrap();
+    let batch = format!(
+        "{}---\n{}",
+        se("a", "a.example.com"),
+        se("b", "b.example.com")
+    );
+    store.apply(resources(&batch)).await.unwrap();
+    let first = rx.borrow().allocations.clone();
+    assert_eq!(first[&host("a.example.com")].to_string(), "240.240.0.1");
+    assert_eq!(first[&host("b.example.com")].to_string(), "240.240.0.2");
+    drop((store, rx));
+
+    // Restart: the same addresses, from allocations.json.
+    let saved = objects::load_allocations(&state.0.join("allocations.json")).unwrap();
+    assert_eq!(saved, first);
+    let (store, rx) = start(None, state.0.clone(), cidr).await.unwrap();
+    assert_eq!(rx.borrow().allocations, first);
+
+    // The entry goes: its address is freed, in memory and on disk; the other keeps its own.
+    assert_eq!(
+        store.delete(key(Kind::ServiceEntry, "shop", "a")).await,
+        Ok(true)
+    );
+    let now = rx.borrow().allocations.clone();
+    assert!(!now.contains_key(&host("a.example.com")));
+    assert_eq!(now[&host("b.example.com")].to_string(), "240.240.0.2");
+    let saved = objects::load_allocations(&state.0.join("allocations.json")).unwrap();
+    assert_eq!(saved, now);
+}

@@ -24,7 +24,7 @@ use weft_proto::type_url;
 
 /// Types whose empty subscription means "everything" (wildcard).
 fn is_wildcard_type(url: &str) -> bool {
-    url == type_url::LISTENER || url == type_url::CLUSTER
+    url == type_url::LISTENER || url == type_url::CLUSTER || url == type_url::NAME_TABLE
 }
 
 /// Push order: clusters, endpoints, listeners, routes, then anything else.

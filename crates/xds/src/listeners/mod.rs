@@ -1,7 +1,9 @@
 //! LDS: the shared outbound listeners and the per-proxy `virtualInbound`.
 
 pub(crate) mod inbound;
+mod inspectors;
 pub(crate) mod outbound;
+pub(crate) mod outbound_plan;
 
 use crate::util::{ads_config_source, bool_value, network_filter, secs};
 use weft_proto::envoy_types::pb::envoy::config::listener::v3::{
@@ -9,6 +11,7 @@ use weft_proto::envoy_types::pb::envoy::config::listener::v3::{
 };
 use weft_proto::envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use weft_proto::envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -20,6 +23,14 @@ use weft_proto::envoy_types::pb::envoy::extensions::filters::network::tcp_proxy:
 use weft_proto::envoy_types::util::pack_any;
 
 pub(crate) const HCM: &str = "envoy.filters.network.http_connection_manager";
+pub(crate) const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
+pub(crate) const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+/// `transport_protocol` of connections no listener filter found TLS in.
+pub(crate) const RAW_BUFFER: &str = "raw_buffer";
+pub(crate) const TLS: &str = "tls";
+/// What `http_inspector` reports for plaintext HTTP (Istio's `plaintextHTTPALPNs`, HTTP/1.0
+/// not accepted).
+pub(crate) const PLAINTEXT_HTTP_ALPNS: &[&str] = &["http/1.1", "h2c"];
 pub(crate) const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
 pub(crate) fn tcp_proxy_filter(cluster: &str) -> Filter {
@@ -90,9 +101,20 @@ pub(crate) fn original_dst_filter() -> ListenerFilter {
 
 pub(crate) fn tls_inspector_filter() -> ListenerFilter {
     ListenerFilter {
-        name: "envoy.filters.listener.tls_inspector".into(),
+        name: TLS_INSPECTOR.into(),
         config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
             TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+/// Sets `application_protocols` to `http/1.1` or `h2c` when the first bytes are plaintext HTTP.
+pub(crate) fn http_inspector_filter() -> ListenerFilter {
+    ListenerFilter {
+        name: HTTP_INSPECTOR.into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            HttpInspector::default(),
         ))),
         ..Default::default()
     }

@@ -1,20 +1,23 @@
 //! Outbound listeners, identical for every sidecar: `virtualOutbound` on 15001 hands each
 //! captured connection (`use_original_dst`) to the listener of its original destination:
 //! `0.0.0.0_<port>` (HTTP, routes by Host via RDS `"<port>"`), `<vip>_<port>` (TCP to one
-//! service), or `0.0.0.0_<port>` for address-less TCP/TLS ServiceEntries (TLS by SNI); what no
-//! listener claims goes to PassthroughCluster (ALLOW_ANY) or BlackHoleCluster (REGISTRY_ONLY).
+//! service, or sniffed: HTTP to RDS `"<host>:<port>"`, anything else to the service), or
+//! `0.0.0.0_<port>` for address-less ServiceEntries (TLS by SNI). Which listener carries which
+//! chains is decided in [`outbound_plan`]. What no listener or chain claims goes to
+//! PassthroughCluster (ALLOW_ANY) or BlackHoleCluster (REGISTRY_ONLY).
 
-use super::{Routes, hcm_filter, http_connection_manager, tcp_proxy_filter, tls_inspector_filter};
+use super::outbound_plan::{self, Action, Chain, Entry};
+use super::{
+    PLAINTEXT_HTTP_ALPNS, RAW_BUFFER, Routes, hcm_filter, http_connection_manager,
+    http_inspector_filter, tcp_proxy_filter, tls_inspector_filter,
+};
 use crate::mesh::MeshConfig;
 use crate::names::{
     BLACKHOLE_CLUSTER, INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT, PASSTHROUGH_CLUSTER,
-    VIRTUAL_OUTBOUND, outbound_cluster,
+    PASSTHROUGH_FILTER_CHAIN, VIRTUAL_OUTBOUND,
 };
-use crate::registry::{Protocol, Registry, ServiceSource};
-use crate::routes::http_ports;
+use crate::registry::Registry;
 use crate::util::{bool_value, socket_address, u32_value};
-use std::collections::BTreeMap;
-use std::net::IpAddr;
 use weft_proto::envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use weft_proto::envoy_types::pb::envoy::config::listener::v3::{
     FilterChain, FilterChainMatch, Listener,
@@ -31,10 +34,6 @@ fn unmatched_cluster(mesh: &MeshConfig) -> &'static str {
     } else {
         BLACKHOLE_CLUSTER
     }
-}
-
-fn listener_name(ip: &str, port: u32) -> String {
-    format!("{ip}_{port}")
 }
 
 fn outbound_listener(name: String, ip: &str, port: u32, chains: Vec<FilterChain>) -> Listener {
@@ -79,93 +78,70 @@ pub(crate) fn virtual_outbound(mesh: &MeshConfig) -> Listener {
 
 /// Every outbound listener, ordered: `virtualOutbound` first, then by name.
 pub(crate) fn listeners(registry: &Registry, mesh: &MeshConfig) -> Vec<Listener> {
-    let mut out: BTreeMap<String, Listener> = BTreeMap::new();
-    let http = http_ports(registry);
-    for &port in http.keys() {
-        let name = listener_name("0.0.0.0", port);
-        let hcm =
-            http_connection_manager(format!("outbound_{name}"), Routes::Rds(port.to_string()));
-        let chain = FilterChain {
-            filters: vec![hcm_filter(hcm)],
-            ..Default::default()
-        };
-        out.insert(
-            name.clone(),
-            outbound_listener(name, "0.0.0.0", port, vec![chain]),
-        );
+    let mut all = vec![virtual_outbound(mesh)];
+    all.extend(
+        outbound_plan::plan(registry)
+            .values()
+            .map(|e| entry_listener(e, mesh)),
+    );
+    all
+}
+
+fn chain(entry: &Entry, c: &Chain) -> FilterChain {
+    let filters = match &c.action {
+        Action::Tcp(cluster) => vec![tcp_proxy_filter(cluster)],
+        Action::Http(rds) => vec![hcm_filter(http_connection_manager(
+            format!("outbound_{}", entry.name()),
+            Routes::Rds(rds.clone()),
+        ))],
+    };
+    let filter_chain_match = (!c.is_match_all()).then(|| FilterChainMatch {
+        server_names: c.sni.clone(),
+        transport_protocol: if c.sniffed_http { RAW_BUFFER } else { "" }.into(),
+        application_protocols: if c.sniffed_http {
+            PLAINTEXT_HTTP_ALPNS.iter().map(|s| s.to_string()).collect()
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    });
+    FilterChain {
+        filter_chain_match,
+        filters,
+        ..Default::default()
     }
-    // Address-less TCP ServiceEntry ports: (port) -> [(host, cluster, tls)].
-    let mut wildcard: BTreeMap<u32, Vec<(String, String, bool)>> = BTreeMap::new();
-    for svc in registry.services() {
-        for p in &svc.ports {
-            if p.protocol.is_http() || p.protocol == Protocol::Udp || reserved_port(p.port) {
-                continue;
-            }
-            let cluster = outbound_cluster(p.port, &svc.hostname);
-            if svc.addresses.is_empty() {
-                // Kubernetes services without a VIP (headless) get no TCP listener: their
-                // traffic is passthrough (per-endpoint listeners are not modelled yet).
-                if matches!(svc.source, ServiceSource::ServiceEntry(_))
-                    && !http.contains_key(&p.port)
-                {
-                    let tls = matches!(p.protocol, Protocol::Tls | Protocol::Https);
-                    wildcard
-                        .entry(p.port)
-                        .or_default()
-                        .push((svc.hostname.clone(), cluster, tls));
-                }
-                continue;
-            }
-            for ip in &svc.addresses {
-                let bind = match ip {
-                    IpAddr::V4(v4) => v4.to_string(),
-                    IpAddr::V6(v6) => v6.to_string(),
-                };
-                let name = listener_name(&bind, p.port);
-                // The first service (by host) owns a VIP:port.
-                out.entry(name.clone()).or_insert_with(|| {
-                    let chain = FilterChain {
-                        filters: vec![tcp_proxy_filter(&cluster)],
-                        ..Default::default()
-                    };
-                    outbound_listener(name, &bind, p.port, vec![chain])
-                });
-            }
+}
+
+/// Istio's `buildListenerFromEntry`: inspectors as the chains need them; the match-all chain (if
+/// any) is the default chain, else `PassthroughFilterChain` takes what no chain matches.
+fn entry_listener(entry: &Entry, mesh: &MeshConfig) -> Listener {
+    let mut l = outbound_listener(entry.name(), &entry.bind, entry.port, Vec::new());
+    l.continue_on_listener_filters_timeout = true;
+    if entry.chains.iter().any(|c| !c.sni.is_empty()) {
+        l.listener_filters.push(tls_inspector_filter());
+    }
+    if entry.chains.iter().any(|c| c.sniffed_http) {
+        l.listener_filters.push(http_inspector_filter());
+    }
+    let mut default = None;
+    for c in &entry.chains {
+        if c.is_match_all() {
+            default = Some(chain(entry, c));
+        } else {
+            l.filter_chains.push(chain(entry, c));
         }
     }
-    for (port, services) in wildcard {
-        let name = listener_name("0.0.0.0", port);
-        let mut chains: Vec<FilterChain> = services
-            .iter()
-            .filter(|(_, _, tls)| *tls)
-            .map(|(host, cluster, _)| FilterChain {
-                filter_chain_match: Some(FilterChainMatch {
-                    server_names: vec![host.clone()],
-                    ..Default::default()
-                }),
-                filters: vec![tcp_proxy_filter(cluster)],
+    match default {
+        Some(d) if l.filter_chains.is_empty() => l.filter_chains.push(d),
+        Some(d) => l.default_filter_chain = Some(d),
+        None => {
+            l.default_filter_chain = Some(FilterChain {
+                name: PASSTHROUGH_FILTER_CHAIN.into(),
+                filter_chain_match: Some(FilterChainMatch::default()),
+                filters: vec![tcp_proxy_filter(unmatched_cluster(mesh))],
                 ..Default::default()
             })
-            .collect();
-        let any_tls = !chains.is_empty();
-        // Plain TCP: the first such service takes the port; else what no SNI matched is
-        // unmatched traffic.
-        let fallback = services
-            .iter()
-            .find(|(_, _, tls)| !tls)
-            .map(|(_, cluster, _)| cluster.as_str())
-            .unwrap_or(unmatched_cluster(mesh));
-        chains.push(FilterChain {
-            filters: vec![tcp_proxy_filter(fallback)],
-            ..Default::default()
-        });
-        let mut l = outbound_listener(name.clone(), "0.0.0.0", port, chains);
-        if any_tls {
-            l.listener_filters = vec![tls_inspector_filter()];
         }
-        out.insert(name, l);
     }
-    let mut all = vec![virtual_outbound(mesh)];
-    all.extend(out.into_values());
-    all
+    l
 }

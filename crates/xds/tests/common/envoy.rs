@@ -70,7 +70,11 @@ pub fn static_resources(ctx: &PushContext, proxy: &Proxy) -> (Vec<Listener>, Vec
         .iter()
         .map(|r| {
             let mut l: Listener = decode(&r.resource);
-            for chain in &mut l.filter_chains {
+            for chain in l
+                .filter_chains
+                .iter_mut()
+                .chain(&mut l.default_filter_chain)
+            {
                 for f in &mut chain.filters {
                     let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
                         continue;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod envoy;
+pub mod mesh;
 
 use prost::Message;
 use prost_reflect::{
@@ -83,6 +84,7 @@ pub fn pool() -> &'static DescriptorPool {
             "envoy/extensions/filters/http/router/v3/router.proto",
             "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
             "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
+            "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto",
             "envoy/extensions/transport_sockets/tls/v3/tls.proto",
             "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
             "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
