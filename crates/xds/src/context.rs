@@ -2,6 +2,7 @@
 //! sidecar shares, built once on first use.
 
 use crate::authn::{MtlsPolicy, PeerAuthentications};
+use crate::authz::{self, AuthorizationPolicies};
 use crate::endpoints::load_assignment;
 use crate::mesh::MeshConfig;
 use crate::names::outbound_cluster;
@@ -24,6 +25,7 @@ pub struct PushContext {
     mesh: MeshConfig,
     registry: Registry,
     peer_authentications: PeerAuthentications,
+    authorization_policies: AuthorizationPolicies,
     clusters: Shared,
     endpoints: Shared,
     listeners: Shared,
@@ -36,6 +38,7 @@ impl PushContext {
     pub fn new(snapshot: Arc<Snapshot>, allocations: &Allocations, mesh: &MeshConfig) -> Self {
         let registry = Registry::build(&snapshot, allocations, mesh);
         let peer_authentications = PeerAuthentications::new(&snapshot, &mesh.root_namespace);
+        let authorization_policies = AuthorizationPolicies::new(&snapshot, &mesh.root_namespace);
         let mut namespaces: Vec<String> = snapshot
             .iter()
             .map(|(k, _)| {
@@ -58,6 +61,7 @@ impl PushContext {
             mesh: mesh.clone(),
             registry,
             peer_authentications,
+            authorization_policies,
             clusters: OnceLock::new(),
             endpoints: OnceLock::new(),
             listeners: OnceLock::new(),
@@ -83,6 +87,18 @@ impl PushContext {
             .resolve(&proxy.namespace, &self.registry.proxy_labels(proxy))
     }
 
+    /// The RBAC filters of the AuthorizationPolicies that apply to `proxy`'s workload.
+    fn inbound_authz(&self, proxy: &Proxy) -> listeners::inbound::InboundAuthz {
+        let labels = self.registry.proxy_labels(proxy);
+        let applicable = self
+            .authorization_policies
+            .applicable(&proxy.namespace, &labels);
+        listeners::inbound::InboundAuthz {
+            http: authz::http_filters(&applicable),
+            tcp: authz::network_filters(&applicable),
+        }
+    }
+
     /// Resources of `type_url` for `proxy`, ordered (deterministically) as Envoy should apply
     /// them. Shared ones are the same `Arc` for every proxy. Routers (gateways) get clusters,
     /// endpoints and the name table only, for now. Unknown type URLs give nothing.
@@ -104,6 +120,7 @@ impl PushContext {
                 let inbound = listeners::inbound::virtual_inbound(
                     &self.registry.inbound_ports(proxy),
                     &self.mtls_policy(proxy),
+                    &self.inbound_authz(proxy),
                 );
                 out.push(resource(inbound.name.clone(), inbound));
                 out

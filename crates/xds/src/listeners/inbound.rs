@@ -27,7 +27,7 @@ use weft_proto::envoy_types::pb::envoy::config::listener::v3::{
 };
 use weft_proto::envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager as hcm_types,
+    HttpConnectionManager, HttpFilter, http_connection_manager as hcm_types,
 };
 
 /// How a port's traffic is handled (Istio's `ListenerProtocol`).
@@ -148,7 +148,7 @@ fn chains(
 
 /// The HTTP connection manager of a port's HTTP chains (`tls`: the chain terminates mTLS, so the
 /// caller's identity is known).
-fn http_filters(p: &InboundPort, tls: bool) -> Vec<Filter> {
+fn http_filters(p: &InboundPort, tls: bool, authz: &InboundAuthz) -> Vec<Filter> {
     let cluster = inbound_cluster(p.port);
     let routes = inbound_route_config(
         &cluster,
@@ -157,25 +157,45 @@ fn http_filters(p: &InboundPort, tls: bool) -> Vec<Filter> {
         p.protocol.is_grpc(),
     );
     let stat_prefix = format!("inbound_0.0.0.0_{}", p.port);
-    vec![hcm_filter(inbound_hcm(stat_prefix, routes, tls))]
+    vec![hcm_filter(inbound_hcm(stat_prefix, routes, tls, authz))]
 }
 
 /// The passthrough chains' HTTP connection manager: everything to `InboundPassthroughCluster`.
-fn passthrough_http_filters(tls: bool) -> Vec<Filter> {
+fn passthrough_http_filters(tls: bool, authz: &InboundAuthz) -> Vec<Filter> {
     let routes = inbound_route_config(INBOUND_PASSTHROUGH_CLUSTER, 0, ":0/*".into(), false);
     vec![hcm_filter(inbound_hcm(
         INBOUND_PASSTHROUGH_CLUSTER.into(),
         routes,
         tls,
+        authz,
     ))]
+}
+
+/// The workload's authorization (RBAC) filters, put on every inbound chain but the blackhole.
+#[derive(Default)]
+pub(crate) struct InboundAuthz {
+    pub http: Vec<HttpFilter>,
+    pub tcp: Vec<Filter>,
+}
+
+impl InboundAuthz {
+    /// The TCP RBAC filters, then `tcp_proxy` to `cluster`.
+    fn tcp_filters(&self, cluster: &str) -> Vec<Filter> {
+        let mut out = self.tcp.clone();
+        out.push(tcp_proxy_filter(cluster));
+        out
+    }
 }
 
 fn inbound_hcm(
     stat_prefix: String,
     routes: RouteConfiguration,
     tls: bool,
+    authz: &InboundAuthz,
 ) -> HttpConnectionManager {
     let mut hcm = http_connection_manager(stat_prefix, Routes::Inline(Box::new(routes)));
+    // RBAC runs before the router.
+    hcm.http_filters.splice(0..0, authz.http.iter().cloned());
     if tls {
         // The application sees the caller's SPIFFE identity in x-forwarded-client-cert.
         hcm.forward_client_cert_details = hcm_types::ForwardClientCertDetails::AppendForward as i32;
@@ -193,7 +213,7 @@ fn inbound_hcm(
 
 /// Passthrough chains (catch-all or a PeerAuthentication port without a service), sniffed:
 /// `virtualInbound-catchall-http` (HTTP) and `virtualInbound` (TCP) to InboundPassthroughCluster.
-fn passthrough_chains(port: Option<u32>, mode: MtlsMode) -> Vec<FilterChain> {
+fn passthrough_chains(port: Option<u32>, mode: MtlsMode, authz: &InboundAuthz) -> Vec<FilterChain> {
     chains(
         port,
         mode,
@@ -208,15 +228,19 @@ fn passthrough_chains(port: Option<u32>, mode: MtlsMode) -> Vec<FilterChain> {
         },
         |http, tls| {
             if http {
-                passthrough_http_filters(tls)
+                passthrough_http_filters(tls, authz)
             } else {
-                vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER)]
+                authz.tcp_filters(INBOUND_PASSTHROUGH_CLUSTER)
             }
         },
     )
 }
 
-pub(crate) fn virtual_inbound(ports: &[InboundPort], policy: &MtlsPolicy) -> Listener {
+pub(crate) fn virtual_inbound(
+    ports: &[InboundPort],
+    policy: &MtlsPolicy,
+    authz: &InboundAuthz,
+) -> Listener {
     let mut filter_chains = vec![FilterChain {
         // A connection to 15006 itself would loop.
         name: "virtualInbound-blackhole".into(),
@@ -229,10 +253,10 @@ pub(crate) fn virtual_inbound(ports: &[InboundPort], policy: &MtlsPolicy) -> Lis
     }];
     // Istio's order: the passthrough chains (catch-all, then PeerAuthentication ports without a
     // service), then the service ports.
-    filter_chains.extend(passthrough_chains(None, policy.default));
+    filter_chains.extend(passthrough_chains(None, policy.default, authz));
     for (&port, &mode) in &policy.ports {
         if port != INBOUND_CAPTURE_PORT && !ports.iter().any(|p| p.port == port) {
-            filter_chains.extend(passthrough_chains(Some(port), mode));
+            filter_chains.extend(passthrough_chains(Some(port), mode, authz));
         }
     }
     for p in ports.iter().filter(|p| p.port != INBOUND_CAPTURE_PORT) {
@@ -245,9 +269,9 @@ pub(crate) fn virtual_inbound(ports: &[InboundPort], policy: &MtlsPolicy) -> Lis
             |_| name.clone(),
             |http, tls| {
                 if http {
-                    http_filters(p, tls)
+                    http_filters(p, tls, authz)
                 } else {
-                    vec![tcp_proxy_filter(&cluster)]
+                    authz.tcp_filters(&cluster)
                 }
             },
         ));
