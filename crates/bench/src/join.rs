@@ -211,8 +211,13 @@ fn join_once(period: u32) -> Result<Vec<Option<Duration>>, String> {
         Box::new(move || agent2.log().contains("workload certificate issued")),
         Box::new(move || get_entry().contains("\"address\"")),
         Box::new(move || {
-            let e = get_entry2();
-            e.contains("\"type\":\"Healthy\"") && e.contains("\"status\":\"True\"")
+            let e: serde_json::Value = serde_json::from_str(&get_entry2()).unwrap_or_default();
+            e["items"][0]["object"]["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Healthy" && c["status"] == "True")
+                })
         }),
         Box::new(move || {
             let body = webapp2

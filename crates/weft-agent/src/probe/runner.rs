@@ -117,6 +117,9 @@ impl fmt::Debug for Prober {
     }
 }
 
+/// How soon an attempt is repeated when the precheck (Envoy's readiness) failed.
+const PRECHECK_RETRY: Duration = Duration::from_millis(100);
+
 impl Prober {
     /// The probe with Istio's defaults; an empty host means `default_host` (see
     /// [`super::default_host`]).
@@ -136,6 +139,11 @@ impl Prober {
 
     /// One attempt: the precheck (if any), then the probe; `Err` is the failure message.
     pub async fn probe_once(&self) -> Result<(), String> {
+        self.attempt().await.0
+    }
+
+    /// One attempt, and whether it was the precheck that failed.
+    async fn attempt(&self) -> (Result<(), String>, bool) {
         let timeout = self.schedule.timeout;
         let bounded = |fut| async move {
             match tokio::time::timeout(timeout + TIMEOUT_SLACK, fut).await {
@@ -143,10 +151,12 @@ impl Prober {
                 Err(_) => Err(format!("probe timed out after {}", go_duration(timeout))),
             }
         };
-        if let Some(pre) = &self.precheck {
-            bounded(pre()).await?;
+        if let Some(pre) = &self.precheck
+            && let Err(e) = bounded(pre()).await
+        {
+            return (Err(e), true);
         }
-        bounded(Box::pin(self.check.run(timeout))).await
+        (bounded(Box::pin(self.check.run(timeout))).await, false)
     }
 
     /// Runs the schedule on a new task until the handle is aborted.
@@ -167,7 +177,12 @@ impl Prober {
         loop {
             // The first tick is immediate: probe at once after the initial delay.
             ticker.tick().await;
-            let result = self.probe_once().await;
+            let (result, precheck_failed) = self.attempt().await;
+            if precheck_failed {
+                // Envoy is not ready yet: look again soon instead of a whole period later, so a
+                // joining VM is routed to as soon as it can be (Istio waits for the next period).
+                ticker.reset_after(PRECHECK_RETRY.min(self.schedule.period));
+            }
             if let Err(e) = &result {
                 tracing::debug!("application probe failed: {e}");
             }
@@ -425,6 +440,51 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(*rx.borrow(), Some(ProbeState::healthy()));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn envoy_becoming_ready_is_noticed_before_the_next_period() {
+        let probe = ReadinessProbe {
+            exec: Some(ExecHealthCheckConfig {
+                command: vec!["true".into()],
+            }),
+            period_seconds: 10,
+            ..Default::default()
+        };
+        let envoy_ready = Arc::new(AtomicBool::new(false));
+        let ready = envoy_ready.clone();
+        let prober = Prober::new(&probe, "127.0.0.1")
+            .unwrap()
+            .with_precheck(Arc::new(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                Box::pin(async move {
+                    if ready {
+                        Ok(())
+                    } else {
+                        Err("Envoy is not ready".to_string())
+                    }
+                })
+            }));
+        let (tx, mut rx) = channel();
+        let task = prober.spawn(tx);
+        rx.changed().await.unwrap();
+        assert_eq!(
+            rx.borrow_and_update().clone(),
+            Some(ProbeState::unhealthy("Envoy is not ready"))
+        );
+        let since = Instant::now();
+        envoy_ready.store(true, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(2), rx.changed())
+            .await
+            .expect("healthy well before the 10 s period")
+            .unwrap();
+        assert_eq!(*rx.borrow(), Some(ProbeState::healthy()));
+        assert!(
+            since.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            since.elapsed()
+        );
         task.abort();
     }
 }
