@@ -5,6 +5,7 @@
 mod baseline;
 mod ca;
 mod join;
+mod latency;
 mod stats;
 mod weftd;
 
@@ -30,6 +31,36 @@ enum Command {
     /// VM join time: agent start → first successful request from webapp, and its parts, with a
     /// fast probe and with Istio's default probe period (release binaries, netns lab, as root).
     Join(JoinArgs),
+    /// Added latency of the mesh for HTTP with mTLS: direct vs two Envoys configured by weftd vs
+    /// two Envoys with a hand-written minimal mTLS config (release binaries, netns lab, as root).
+    Latency(LatencyArgs),
+    /// The latency benchmark's application: answers every request with `--size` bytes.
+    #[command(hide = true)]
+    HttpServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct LatencyArgs {
+    /// Requests per second (open loop, spread over the connections).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rate: u32,
+    /// Keep-alive HTTP/1.1 connections.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    connections: u64,
+    /// Seconds per path per round.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+    /// Rounds (each runs direct, weftd and static once, interleaved).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+    rounds: u64,
+    /// Response body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
 }
 
 #[derive(clap::Args)]
@@ -128,6 +159,19 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let result = match cli.command {
         Command::Ca(args) => ca::run(&args.config()).await,
+        Command::HttpServer { listen, size } => latency::serve(listen, size),
+        Command::Latency(args) => {
+            let cfg = latency::Config {
+                rate: args.rate,
+                connections: args.connections as usize,
+                seconds: args.seconds,
+                rounds: args.rounds as usize,
+                size: args.size,
+            };
+            tokio::task::spawn_blocking(move || latency::run(&cfg))
+                .await
+                .unwrap_or_else(|e| Err(format!("latency benchmark panicked: {e}")))
+        }
         Command::Join(args) => {
             let cfg = join::Config {
                 runs: args.runs as usize,
