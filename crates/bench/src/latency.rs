@@ -280,12 +280,7 @@ pub fn run(cfg: &Config) -> Result<(), String> {
     let cp = ControlPlane::start(
         &cp_host,
         &lab.dir().join("state"),
-        &[
-            "--config-dir",
-            &config.to_string_lossy(),
-            "--log-level",
-            "warn",
-        ],
+        &["--config-dir", &config.to_string_lossy()],
     )
     .map_err(err)?;
     let mut roots = Vec::new();
