@@ -179,7 +179,10 @@ fn build_bin(exe: &Path, package: &str, bin: &str) -> Result<()> {
     };
     let target_dir = profile_dir.parent().unwrap_or(profile_dir);
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let manifest = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("Cargo.toml");
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
         .arg("--manifest-path")

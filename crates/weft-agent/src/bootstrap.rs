@@ -306,7 +306,11 @@ mod tests {
         let text = text.replace(&root.display().to_string(), ROOT_MARK);
         std::fs::remove_dir_all(&root).unwrap();
 
-        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/bootstrap-sidecar.json");
+        let golden = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("testdata/bootstrap-sidecar.json");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
             std::fs::write(&golden, &text).unwrap();

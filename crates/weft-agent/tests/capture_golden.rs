@@ -4,7 +4,7 @@
 //! Regenerate with `UPDATE_GOLDEN=1 cargo test -p weft-agent --test capture_golden` and review
 //! the diff.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_weft-agent");
@@ -58,9 +58,11 @@ fn check_golden(name: &str, cluster_env: &str, resolv_conf: Option<&str>) {
     // Only IPv4 here, whatever addresses the test machine has.
     let (ok, got, stderr) = dry_run(&root, &[("ISTIO_DUAL_STACK", "false")]);
     assert!(ok, "dry run failed: {stderr}");
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/iptables")
-        .join(format!("{name}.golden"));
+    let golden = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("testdata/iptables")
+    .join(format!("{name}.golden"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &got).unwrap();
@@ -150,7 +152,10 @@ fn dual_stack() {
     let (v4, v6) = got
         .split_once("# IPv6 (ip6tables-restore)\n")
         .unwrap_or_else(|| panic!("no IPv6 part:\n{got}"));
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/iptables/vm-default.golden");
+    let golden = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("testdata/iptables/vm-default.golden");
     let want_v4 = std::fs::read_to_string(golden).unwrap();
     assert_eq!(v4, want_v4);
     // The same structure with IPv6 loopback addresses.

@@ -4,15 +4,17 @@
 //! directory the unit's `ReadWritePaths=` needs, owned by that user.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_weft-agent");
 
 fn packaging(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../packaging")
-        .join(file)
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../packaging")
+    .join(file)
 }
 
 fn scratch(name: &str) -> PathBuf {

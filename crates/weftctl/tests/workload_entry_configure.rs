@@ -13,7 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/vmconfig");
+/// Read at run time: a test binary built in another checkout must not read that checkout's files.
+fn testdata() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("testdata/vmconfig")
+}
 const ADMIN_TOKEN: &str = "test-admin-token";
 
 struct TempDir(PathBuf);
@@ -199,11 +205,7 @@ fn assert_goldens(case: &str, out_dir: &Path) {
         "istio-token",
         "root-cert.pem",
     ] {
-        let golden = read(
-            &Path::new(TESTDATA)
-                .join(case)
-                .join(format!("{file}.golden")),
-        );
+        let golden = read(&testdata().join(case).join(format!("{file}.golden")));
         assert_eq!(read(&out_dir.join(file)), golden, "{case}/{file}");
     }
 }
@@ -241,7 +243,7 @@ fn reproduces_istio_goldens() {
         let token_file = admin_token_file(tmp.path());
         let weftd = FakeWeftd::start(None, 200);
         let dir = tmp.path().join("out");
-        let case_dir = Path::new(TESTDATA).join(case);
+        let case_dir = testdata().join(case);
         let wg = case_dir.join("workloadgroup.yaml");
         let mesh = case_dir.join("meshconfig.yaml");
         let mut args = vec![
@@ -295,7 +297,7 @@ fn no_mesh_config_is_an_empty_one() {
     let token_file = admin_token_file(tmp.path());
     let weftd = FakeWeftd::start(None, 200);
     let dir = tmp.path().join("out");
-    let wg = Path::new(TESTDATA).join("nil-proxy-metadata/workloadgroup.yaml");
+    let wg = testdata().join("nil-proxy-metadata/workloadgroup.yaml");
     let out = configure(
         Some((weftd.port, &token_file)),
         &[
@@ -313,13 +315,13 @@ fn no_mesh_config_is_an_empty_one() {
 
 #[test]
 fn reads_the_group_from_weftd_by_name() {
-    let wg_yaml = read(&Path::new(TESTDATA).join("ipv4/workloadgroup.yaml"));
+    let wg_yaml = read(&testdata().join("ipv4/workloadgroup.yaml"));
     let wg: serde_json::Value = serde_saphyr::from_str(&wg_yaml).unwrap();
     let tmp = TempDir::new();
     let token_file = admin_token_file(tmp.path());
     let weftd = FakeWeftd::start(Some(wg.to_string()), 200);
     let dir = tmp.path().join("out");
-    let mesh = Path::new(TESTDATA).join("ipv4/meshconfig.yaml");
+    let mesh = testdata().join("ipv4/meshconfig.yaml");
     let out = configure(
         Some((weftd.port, &token_file)),
         &[
@@ -369,7 +371,7 @@ fn modes_token_is_owner_only() {
     let token_file = admin_token_file(tmp.path());
     let weftd = FakeWeftd::start(None, 200);
     let dir = tmp.path().join("a/b");
-    let wg = Path::new(TESTDATA).join("ipv4/workloadgroup.yaml");
+    let wg = testdata().join("ipv4/workloadgroup.yaml");
     let args = [
         "-f",
         wg.to_str().unwrap(),
@@ -446,7 +448,7 @@ fn weftd_refusing_the_token_leaves_no_files() {
     let token_file = admin_token_file(tmp.path());
     let weftd = FakeWeftd::start(None, 400);
     let dir = tmp.path().join("out");
-    let wg = Path::new(TESTDATA).join("ipv4/workloadgroup.yaml");
+    let wg = testdata().join("ipv4/workloadgroup.yaml");
     let out = configure(
         Some((weftd.port, &token_file)),
         &["-f", wg.to_str().unwrap(), "-o", dir.to_str().unwrap()],
@@ -581,10 +583,11 @@ fn forum_seed_end_to_end() {
     let config = tmp.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../model/tests/seeds/002-workloadgroup-forum.yaml"
-        ),
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../model/tests/seeds/002-workloadgroup-forum.yaml"),
         config.join("forum.yaml"),
     )
     .unwrap();

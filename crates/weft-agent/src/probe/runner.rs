@@ -138,6 +138,7 @@ impl Prober {
     }
 
     /// One attempt: the precheck (if any), then the probe; `Err` is the failure message.
+    #[cfg(test)]
     pub async fn probe_once(&self) -> Result<(), String> {
         self.attempt().await.0
     }
