@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use weft_testkit::mesh::{CAPTURE_ENV, ControlPlane, VmRoot};
+use weft_testkit::mesh::{CAPTURE_ENV, ControlPlane, MeshWorkload, VmRoot};
 use weft_testkit::vm_bundle::{configure, install};
 use weft_testkit::{Host, Lab};
 
@@ -123,20 +123,7 @@ fn join_once(period: u32) -> Result<Vec<Option<Duration>>, String> {
     .map_err(err)?;
     let vip = cp.service_vip(NS, "forum").map_err(err)?;
 
-    let webapp_root = VmRoot::new(&lab.dir().join("webapp-root")).map_err(err)?;
-    webapp_root
-        .write_bundle(
-            &cp,
-            &webapp,
-            "istioinaction",
-            "webapp",
-            "webapp",
-            CAPTURE_ENV,
-        )
-        .map_err(err)?;
-    webapp_root.install_capture(&webapp).map_err(err)?;
-    let _webapp_agent = webapp_root
-        .start_agent_as_proxy_user(&webapp, "webapp-agent", &[])
+    let _webapp = MeshWorkload::start(lab.dir(), &cp, &webapp, "istioinaction", "webapp", "webapp")
         .map_err(err)?;
     let admin = SocketAddr::from(([127, 0, 0, 1], 15000));
     let cluster = "outbound|80||forum.forum-services.svc.cluster.local";

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use weft_testkit::mesh::{CAPTURE_ENV, ControlPlane, VmRoot};
+use weft_testkit::mesh::{ControlPlane, MeshWorkload};
 use weft_testkit::{EnvoyOptions, Host, Lab};
 
 pub struct Config {
@@ -283,18 +283,9 @@ pub fn run(cfg: &Config) -> Result<(), String> {
         &["--config-dir", &config.to_string_lossy()],
     )
     .map_err(err)?;
-    let mut roots = Vec::new();
-    let mut agents = Vec::new();
+    let mut workloads = Vec::new();
     for (name, host) in [("client", &c1), ("server", &s1)] {
-        let root = VmRoot::new(&lab.dir().join(format!("{name}-root"))).map_err(err)?;
-        root.write_bundle(&cp, host, NS, name, name, CAPTURE_ENV)
-            .map_err(err)?;
-        root.install_capture(host).map_err(err)?;
-        agents.push(
-            root.start_agent_as_proxy_user(host, &format!("{name}-agent"), &[])
-                .map_err(err)?,
-        );
-        roots.push(root);
+        workloads.push(MeshWorkload::start(lab.dir(), &cp, host, NS, name, name).map_err(err)?);
     }
     let vip: std::net::IpAddr = cp
         .service_vip(NS, "app")
@@ -304,7 +295,10 @@ pub fn run(cfg: &Config) -> Result<(), String> {
     let weftd_target = SocketAddr::from((vip, 80));
     let authority = format!("app.{NS}.svc.cluster.local");
     // The static pair uses the certificates the agents obtained.
-    let (client_certs, server_certs) = (roots[0].path("etc/certs"), roots[1].path("etc/certs"));
+    let (client_certs, server_certs) = (
+        workloads[0].root.path("etc/certs"),
+        workloads[1].root.path("etc/certs"),
+    );
     for c in [&client_certs, &server_certs] {
         wait_file(&c.join("cert-chain.pem"))?;
     }
@@ -366,9 +360,9 @@ pub fn run(cfg: &Config) -> Result<(), String> {
                 Err(e) => {
                     return Err(format!(
                         "{name} path does not answer: {e}\n{}",
-                        agents
+                        workloads
                             .iter()
-                            .map(|a| a.log_tail(10))
+                            .map(|w| w.agent.log_tail(10))
                             .collect::<Vec<_>>()
                             .join("\n")
                     ));

@@ -324,3 +324,28 @@ impl VmRoot {
         Ok(())
     }
 }
+
+/// A workload joined to the mesh the manual way: its root `<lab dir>/<name>-root` with the
+/// standard bundle (identity `namespace`/`service_account`, VM capture defaults), capture
+/// installed, and the agent running as `istio-proxy` (process name `<name>-agent`).
+pub struct MeshWorkload {
+    pub root: VmRoot,
+    pub agent: Process,
+}
+
+impl MeshWorkload {
+    pub fn start(
+        lab_dir: &Path,
+        cp: &ControlPlane,
+        host: &Host,
+        namespace: &str,
+        service_account: &str,
+        name: &str,
+    ) -> Result<Self> {
+        let root = VmRoot::new(&lab_dir.join(format!("{name}-root")))?;
+        root.write_bundle(cp, host, namespace, service_account, name, CAPTURE_ENV)?;
+        root.install_capture(host)?;
+        let agent = root.start_agent_as_proxy_user(host, &format!("{name}-agent"), &[])?;
+        Ok(MeshWorkload { root, agent })
+    }
+}

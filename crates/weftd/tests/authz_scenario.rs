@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use weft_testkit::mesh::{CAPTURE_ENV, ControlPlane, VmRoot};
+use weft_testkit::mesh::{ControlPlane, MeshWorkload};
 use weft_testkit::{Attempt, Host, Lab, Process, poll_until};
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -133,16 +133,9 @@ fn seed_policy_allows_webapp_denies_others_and_keeps_health_open() {
         .start_http_server("forum-app", SocketAddr::from(([0, 0, 0, 0], 8080)), &[])
         .unwrap();
     for (name, host, ns, sa) in &all {
-        let root = VmRoot::new(&lab.dir().join(format!("{name}-root"))).unwrap();
-        root.write_bundle(&cp, host, ns, sa, name, CAPTURE_ENV)
-            .unwrap();
-        root.install_capture(host).unwrap();
-        agents.push(
-            root.start_agent_as_proxy_user(host, &format!("{name}-agent"), &[])
-                .unwrap(),
-        );
+        agents.push(MeshWorkload::start(lab.dir(), &cp, host, ns, sa, name).unwrap());
     }
-    let agent_refs: Vec<&Process> = agents.iter().collect();
+    let agent_refs: Vec<&Process> = agents.iter().map(|w| &w.agent).collect();
     let vip = cp.service_vip("istioinaction", "forum").unwrap();
 
     // Without a policy everyone gets in.

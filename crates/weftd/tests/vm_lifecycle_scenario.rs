@@ -9,7 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use weft_testkit::mesh::{CAPTURE_ENV, ControlPlane, VmRoot};
+use weft_testkit::mesh::{CAPTURE_ENV, ControlPlane, MeshWorkload, VmRoot};
 use weft_testkit::vm_bundle::{configure, install, weftctl};
 use weft_testkit::{Host, Lab, Process};
 
@@ -225,21 +225,8 @@ fn forum_vms_join_report_health_share_load_and_leave() {
     .unwrap();
 
     // webapp: a manually registered workload with its agent and capture.
-    let webapp_root = VmRoot::new(&lab.dir().join("webapp-root")).unwrap();
-    webapp_root
-        .write_bundle(
-            &cp,
-            &webapp,
-            "istioinaction",
-            "webapp",
-            "webapp",
-            CAPTURE_ENV,
-        )
-        .unwrap();
-    webapp_root.install_capture(&webapp).unwrap();
-    let _webapp_agent = webapp_root
-        .start_agent_as_proxy_user(&webapp, "webapp-agent", &[])
-        .unwrap();
+    let _webapp =
+        MeshWorkload::start(lab.dir(), &cp, &webapp, "istioinaction", "webapp", "webapp").unwrap();
     let vip = cp.service_vip(NS, "forum").unwrap();
 
     // The first forum VM joins and turns healthy.
