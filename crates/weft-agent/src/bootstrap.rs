@@ -432,4 +432,26 @@ mod tests {
         }
         std::fs::remove_dir_all(&root).unwrap();
     }
+
+    /// `weft-agent proxy router`: the same bootstrap under a `router~` node id (Istio's
+    /// gateways run the same agent and bootstrap; weftd tells routers apart by the id).
+    #[test]
+    fn router_bootstrap_differs_only_in_the_node_id() {
+        let root = temp_root("bootstrap-router");
+        let sidecar = vm_config(&root);
+        let mut env: BTreeMap<String, String> = sidecar.env.clone();
+        env.insert("ISTIO_META_ISTIO_VERSION".into(), "weft-golden".into());
+        let router = AgentConfig::load(&root, ProxyType::Router, &env).unwrap();
+        let (mut a, b) = (
+            bootstrap(&sidecar, &BootstrapOptions::default()),
+            bootstrap(&router, &BootstrapOptions::default()),
+        );
+        assert_eq!(
+            b["node"]["id"],
+            "router~198.18.1.10~forum-vm.forum-services~forum-services.svc.cluster.local"
+        );
+        a["node"]["id"] = b["node"]["id"].clone();
+        assert_eq!(a, b);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -69,6 +69,10 @@ struct Args {
     /// Istio MeshConfig YAML (trustDomain, rootNamespace, outboundTrafficPolicy.mode).
     #[arg(long = "mesh-config")]
     mesh_config: Option<PathBuf>,
+    /// Istio MeshNetworks YAML (networks: their endpoints and gateways), istiod's
+    /// `--networksConfig`.
+    #[arg(long = "networks-config")]
+    networks_config: Option<PathBuf>,
     /// Load and validate the configuration, print every problem, and exit.
     #[arg(long)]
     check: bool,
@@ -196,10 +200,11 @@ async fn run(args: Args) -> Result<(), String> {
     sans.extend(args.extra_san.iter().cloned());
     let tls_config = tls::server_config(&ca, &sans, now)?;
 
-    let mesh = Arc::new(read_mesh_config(
-        args.mesh_config.as_deref(),
-        &args.trust_domain,
-    )?);
+    let mut mesh = read_mesh_config(args.mesh_config.as_deref(), &args.trust_domain)?;
+    if let Some(path) = &args.networks_config {
+        mesh.networks = read_networks_config(path)?;
+    }
+    let mesh = Arc::new(mesh);
     let (store, store_rx) = store::start(
         args.config_dir.clone(),
         args.state_dir.clone(),
@@ -330,6 +335,20 @@ fn read_mesh_config(
         mesh.trust_domain = trust_domain.to_string();
     }
     Ok(mesh)
+}
+
+/// The mesh networks file (Istio's MeshNetworks YAML); empty is no networks.
+fn read_networks_config(path: &std::path::Path) -> Result<weft_xds::MeshNetworks, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(weft_xds::MeshNetworks::default());
+    }
+    let networks: weft_xds::MeshNetworks = serde_saphyr::from_str(&text)
+        .map_err(|e| format!("{}: invalid mesh networks: {e}", path.display()))?;
+    networks
+        .validate()
+        .map_err(|e| format!("{}: invalid mesh networks: {e}", path.display()))?;
+    Ok(networks)
 }
 
 async fn shutdown_signal() {

@@ -6,10 +6,11 @@ use crate::authz::{self, AuthorizationPolicies};
 use crate::endpoints::load_assignment;
 use crate::mesh::MeshConfig;
 use crate::names::outbound_cluster;
+use crate::network::{NetworkView, Networks};
 use crate::proxy::{Proxy, ProxyKind};
 use crate::registry::{Allocations, Registry, Resolution};
 use crate::resource::NamedResource;
-use crate::{DOMAIN_SUFFIX, clusters, listeners, name_table, routes};
+use crate::{DOMAIN_SUFFIX, clusters, gateway, listeners, name_table, routes};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use weft_model::snapshot::Snapshot;
@@ -26,8 +27,12 @@ pub struct PushContext {
     registry: Registry,
     peer_authentications: PeerAuthentications,
     authorization_policies: AuthorizationPolicies,
+    networks: Networks,
     clusters: Shared,
     endpoints: Shared,
+    /// With network gateways, endpoints differ per network (split horizon): one slot per network
+    /// the configuration names; other views are built uncached.
+    network_endpoints: BTreeMap<String, Shared>,
     listeners: Shared,
     /// Route configurations per proxy DNS domain (`<ns>.svc.cluster.local`), one slot for each
     /// namespace the snapshot knows; other domains are built uncached.
@@ -39,6 +44,13 @@ impl PushContext {
         let registry = Registry::build(&snapshot, allocations, mesh);
         let peer_authentications = PeerAuthentications::new(&snapshot, &mesh.root_namespace);
         let authorization_policies = AuthorizationPolicies::new(&snapshot, &mesh.root_namespace);
+        let networks = Networks::build(&snapshot, &registry, &mesh.networks, &mesh.root_namespace);
+        let network_endpoints = if networks.multi_network() {
+            let known = networks.known().iter();
+            known.map(|n| (n.clone(), OnceLock::new())).collect()
+        } else {
+            BTreeMap::new()
+        };
         let mut namespaces: Vec<String> = snapshot
             .iter()
             .map(|(k, _)| {
@@ -62,8 +74,10 @@ impl PushContext {
             registry,
             peer_authentications,
             authorization_policies,
+            networks,
             clusters: OnceLock::new(),
             endpoints: OnceLock::new(),
+            network_endpoints,
             listeners: OnceLock::new(),
             routes,
         }
@@ -79,6 +93,10 @@ impl PushContext {
 
     pub fn mesh(&self) -> &MeshConfig {
         &self.mesh
+    }
+
+    pub fn networks(&self) -> &Networks {
+        &self.networks
     }
 
     /// The mTLS modes the proxy's inbound ports accept.
@@ -100,11 +118,16 @@ impl PushContext {
     }
 
     /// Resources of `type_url` for `proxy`, ordered (deterministically) as Envoy should apply
-    /// them. Shared ones are the same `Arc` for every proxy. Routers (gateways) get clusters,
-    /// endpoints and the name table only, for now. Unknown type URLs give nothing.
+    /// them. Shared ones are the same `Arc` for every proxy. Routers (gateways) are configured
+    /// from their Gateways (see [`gateway`]). Unknown type URLs give nothing.
     pub fn generate(&self, proxy: &Proxy, type_url: &str) -> Vec<Arc<NamedResource>> {
         let sidecar = proxy.kind == ProxyKind::Sidecar;
         match type_url {
+            type_url::CLUSTER | type_url::ENDPOINT | type_url::LISTENER
+                if proxy.kind == ProxyKind::Router =>
+            {
+                gateway::generate(self, proxy, type_url)
+            }
             type_url::CLUSTER => {
                 let mut out = self.shared_clusters().to_vec();
                 if sidecar {
@@ -114,7 +137,7 @@ impl PushContext {
                 }
                 out
             }
-            type_url::ENDPOINT => self.shared_endpoints().to_vec(),
+            type_url::ENDPOINT => self.endpoints_for(&self.networks.view(proxy)),
             type_url::LISTENER if sidecar => {
                 let mut out = self.shared_listeners().to_vec();
                 let inbound = listeners::inbound::virtual_inbound(
@@ -163,23 +186,40 @@ impl PushContext {
     }
 
     /// One ClusterLoadAssignment per EDS cluster (resource name = cluster name), by name. Every
-    /// EDS cluster has one, possibly empty: Envoy waits for it (initial fetch timeout 0).
+    /// EDS cluster has one, possibly empty: Envoy waits for it (initial fetch timeout 0). These
+    /// are every proxy's while the mesh has a single network (no network gateways).
     pub fn shared_endpoints(&self) -> &[Arc<NamedResource>] {
-        self.endpoints.get_or_init(|| {
-            let mut out: Vec<Arc<NamedResource>> = Vec::new();
-            for svc in self.registry.services() {
-                if svc.resolution != Resolution::ClientSideLb {
-                    continue;
-                }
-                for p in &svc.ports {
-                    let name = outbound_cluster(p.port, &svc.hostname);
-                    let cla = load_assignment(&name, svc.endpoints(p.port));
-                    out.push(resource(name, cla));
-                }
+        self.endpoints
+            .get_or_init(|| self.build_endpoints(&NetworkView::default()))
+    }
+
+    /// The endpoints a proxy with `view` gets: shared by all proxies while the mesh has one
+    /// network, by all proxies of a network otherwise (split horizon).
+    pub fn endpoints_for(&self, view: &NetworkView) -> Vec<Arc<NamedResource>> {
+        match view.plain() {
+            Some(_) if !self.networks.multi_network() => self.shared_endpoints().to_vec(),
+            Some(net) => match self.network_endpoints.get(net) {
+                Some(slot) => slot.get_or_init(|| self.build_endpoints(view)).clone(),
+                None => self.build_endpoints(view),
+            },
+            None => self.build_endpoints(view),
+        }
+    }
+
+    fn build_endpoints(&self, view: &NetworkView) -> Vec<Arc<NamedResource>> {
+        let mut out: Vec<Arc<NamedResource>> = Vec::new();
+        for svc in self.registry.services() {
+            if svc.resolution != Resolution::ClientSideLb {
+                continue;
             }
-            out.sort_by(|a, b| a.name.cmp(&b.name));
-            out
-        })
+            for p in &svc.ports {
+                let name = outbound_cluster(p.port, &svc.hostname);
+                let eps = self.networks.split_horizon(view, svc.endpoints(p.port));
+                out.push(resource(name.clone(), load_assignment(&name, &eps)));
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// `virtualOutbound`, then the per-port outbound listeners by name.

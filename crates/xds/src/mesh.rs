@@ -1,5 +1,6 @@
 //! The part of Istio's MeshConfig translation reads.
 
+use crate::network::MeshNetworks;
 use serde::Deserialize;
 
 /// Istio `MeshConfig` (YAML/JSON, camelCase); fields translation does not use are ignored.
@@ -9,6 +10,10 @@ pub struct MeshConfig {
     pub trust_domain: String,
     pub root_namespace: String,
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// Istio's `MeshNetworks`: not part of the MeshConfig file; istiod reads it from its own file
+    /// (`--networksConfig`), weftd from `--networks-config`.
+    #[serde(skip)]
+    pub networks: MeshNetworks,
 }
 
 impl Default for MeshConfig {
@@ -17,6 +22,7 @@ impl Default for MeshConfig {
             trust_domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
             outbound_traffic_policy: OutboundTrafficPolicy::default(),
+            networks: MeshNetworks::default(),
         }
     }
 }
