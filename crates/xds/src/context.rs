@@ -9,6 +9,7 @@ use crate::names::outbound_cluster;
 use crate::proxy::{Proxy, ProxyKind};
 use crate::registry::{Allocations, Registry, Resolution};
 use crate::resource::NamedResource;
+use crate::virtual_service::VirtualServices;
 use crate::{DOMAIN_SUFFIX, clusters, listeners, name_table, routes};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -26,12 +27,16 @@ pub struct PushContext {
     registry: Registry,
     peer_authentications: PeerAuthentications,
     authorization_policies: AuthorizationPolicies,
+    virtual_services: VirtualServices,
     clusters: Shared,
     endpoints: Shared,
     listeners: Shared,
     /// Route configurations per proxy DNS domain (`<ns>.svc.cluster.local`), one slot for each
     /// namespace the snapshot knows; other domains are built uncached.
     routes: BTreeMap<String, Shared>,
+    /// Outbound listeners per proxy namespace, used instead of `listeners` when VirtualServices
+    /// bound to `mesh` have TCP or TLS routes (what a proxy sees depends on its namespace).
+    namespace_listeners: BTreeMap<String, Shared>,
 }
 
 impl PushContext {
@@ -39,6 +44,7 @@ impl PushContext {
         let registry = Registry::build(&snapshot, allocations, mesh);
         let peer_authentications = PeerAuthentications::new(&snapshot, &mesh.root_namespace);
         let authorization_policies = AuthorizationPolicies::new(&snapshot, &mesh.root_namespace);
+        let virtual_services = VirtualServices::new(&snapshot);
         let mut namespaces: Vec<String> = snapshot
             .iter()
             .map(|(k, _)| {
@@ -52,6 +58,10 @@ impl PushContext {
             .collect();
         namespaces.sort();
         namespaces.dedup();
+        let namespace_listeners = namespaces
+            .iter()
+            .map(|ns| (ns.clone(), OnceLock::new()))
+            .collect();
         let routes = namespaces
             .into_iter()
             .map(|ns| (format!("{ns}.svc.{DOMAIN_SUFFIX}"), OnceLock::new()))
@@ -62,10 +72,12 @@ impl PushContext {
             registry,
             peer_authentications,
             authorization_policies,
+            virtual_services,
             clusters: OnceLock::new(),
             endpoints: OnceLock::new(),
             listeners: OnceLock::new(),
             routes,
+            namespace_listeners,
         }
     }
 
@@ -116,7 +128,7 @@ impl PushContext {
             }
             type_url::ENDPOINT => self.shared_endpoints().to_vec(),
             type_url::LISTENER if sidecar => {
-                let mut out = self.shared_listeners().to_vec();
+                let mut out = self.outbound_listeners(proxy);
                 let inbound = listeners::inbound::virtual_inbound(
                     &self.registry.inbound_ports(proxy),
                     &self.mtls_policy(proxy),
@@ -129,12 +141,16 @@ impl PushContext {
                 String::new(),
                 name_table::name_table(&self.registry, proxy),
             )],
-            type_url::ROUTE if sidecar => match self.routes.get(&proxy.dns_domain) {
-                Some(slot) => slot
-                    .get_or_init(|| self.build_routes(&proxy.dns_domain))
-                    .clone(),
-                None => self.build_routes(&proxy.dns_domain),
-            },
+            type_url::ROUTE if sidecar => {
+                // Shared by namespace unless routes depend on labels, or the proxy's DNS domain
+                // is not its namespace's.
+                let shared = !self.virtual_services.http_routes_depend_on_labels()
+                    && proxy.dns_domain == format!("{}.svc.{DOMAIN_SUFFIX}", proxy.namespace);
+                match self.routes.get(&proxy.dns_domain).filter(|_| shared) {
+                    Some(slot) => slot.get_or_init(|| self.build_routes(proxy)).clone(),
+                    None => self.build_routes(proxy),
+                }
+            }
             _ => Vec::new(),
         }
     }
@@ -185,15 +201,53 @@ impl PushContext {
     /// `virtualOutbound`, then the per-port outbound listeners by name.
     pub fn shared_listeners(&self) -> &[Arc<NamedResource>] {
         self.listeners.get_or_init(|| {
-            listeners::outbound::listeners(&self.registry, &self.mesh)
+            listeners::outbound::listeners(&self.registry, &self.mesh, None)
                 .into_iter()
                 .map(|l| resource(l.name.clone(), l))
                 .collect()
         })
     }
 
-    fn build_routes(&self, dns_domain: &str) -> Vec<Arc<NamedResource>> {
-        routes::route_configs(&self.registry, &self.mesh, dns_domain)
+    /// The outbound listeners `proxy` gets: the shared ones, unless VirtualServices bound to
+    /// `mesh` have TCP or TLS routes; then per namespace (per proxy when those routes match
+    /// source labels).
+    fn outbound_listeners(&self, proxy: &Proxy) -> Vec<Arc<NamedResource>> {
+        let vs = &self.virtual_services;
+        if !vs.has_mesh_l4_routes() {
+            return self.shared_listeners().to_vec();
+        }
+        let slot = self
+            .namespace_listeners
+            .get(&proxy.namespace)
+            .filter(|_| !vs.l4_routes_depend_on_labels());
+        match slot {
+            Some(slot) => slot.get_or_init(|| self.build_listeners(proxy)).clone(),
+            None => self.build_listeners(proxy),
+        }
+    }
+
+    fn build_listeners(&self, proxy: &Proxy) -> Vec<Arc<NamedResource>> {
+        let labels = self.registry.proxy_labels(proxy);
+        let scope = listeners::tcp_routes::L4Scope {
+            registry: &self.registry,
+            vss: self.virtual_services.for_mesh(&proxy.namespace),
+            labels: &labels,
+            namespace: &proxy.namespace,
+        };
+        listeners::outbound::listeners(&self.registry, &self.mesh, Some(&scope))
+            .into_iter()
+            .map(|l| resource(l.name.clone(), l))
+            .collect()
+    }
+
+    fn build_routes(&self, proxy: &Proxy) -> Vec<Arc<NamedResource>> {
+        let labels = self.registry.proxy_labels(proxy);
+        let scope = routes::RouteScope {
+            namespace: &proxy.namespace,
+            dns_domain: &proxy.dns_domain,
+            labels: &labels,
+        };
+        routes::route_configs(&self.registry, &self.virtual_services, &self.mesh, &scope)
             .into_iter()
             .map(|rc| resource(rc.name.clone(), rc))
             .collect()

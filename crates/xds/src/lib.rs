@@ -33,6 +33,7 @@ pub mod authz;
 mod clusters;
 mod context;
 mod endpoints;
+mod http_route;
 mod listeners;
 mod mesh;
 mod name_table;
@@ -42,6 +43,7 @@ mod resource;
 mod routes;
 mod tls;
 mod util;
+mod virtual_service;
 
 pub use authn::{MtlsMode, MtlsPolicy};
 pub use context::PushContext;
@@ -80,6 +82,11 @@ pub mod names {
     /// `outbound|<port>||<host>`.
     pub fn outbound_cluster(port: u32, host: &str) -> String {
         format!("outbound|{port}||{host}")
+    }
+
+    /// `outbound|<port>|<subset>|<host>` (Istio's `BuildSubsetKey`; no subset: `outbound_cluster`).
+    pub fn subset_cluster(port: u32, subset: &str, host: &str) -> String {
+        format!("outbound|{port}|{subset}|{host}")
     }
 
     /// `inbound|<port>||` (port: the workload's port, i.e. the service's target port).
