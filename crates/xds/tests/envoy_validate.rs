@@ -120,3 +120,21 @@ fn envoy_accepts_sniffed_ports() {
     validate(&ctx, &client, "sniff-client");
     validate(&ctx, &legacy, "sniff-legacy");
 }
+
+/// Every VirtualService feature a sidecar can receive: weighted and subset routes, matches,
+/// retries, fault, mirror, headers, rewrites, redirect, direct response, CORS (the HCM's fault
+/// and CORS filters take the routes' per-filter configuration), TCP and TLS routes.
+#[test]
+fn envoy_accepts_virtual_service_routes() {
+    let snap = snapshot(include_str!("../testdata/traffic.yaml"));
+    let ctx = PushContext::new(snap, &Allocations::new(), &MeshConfig::default());
+    let batch = Proxy::sidecar("batch", "default", "198.18.7.20", &[("app", "batch")]);
+    let productpage = Proxy::sidecar(
+        "productpage",
+        "default",
+        "198.18.7.21",
+        &[("app", "productpage")],
+    );
+    validate(&ctx, &batch, "traffic-batch");
+    validate(&ctx, &productpage, "traffic-productpage");
+}

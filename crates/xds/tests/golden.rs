@@ -74,3 +74,23 @@ fn sniffing_server_sidecar() {
     let proxy = Proxy::sidecar("legacy", "apps", "198.18.5.10", &[("app", "legacy")]);
     check(&ctx, &proxy, "sniff-legacy");
 }
+
+pub fn traffic_context() -> PushContext {
+    let snap = snapshot(include_str!("../testdata/traffic.yaml"));
+    PushContext::new(snap, &Allocations::new(), &MeshConfig::default())
+}
+
+/// VirtualServices for a sidecar: the listeners (TCP and TLS routes) and routes a client in
+/// `default` receives. Clusters are not VirtualService business and are not pinned here.
+#[test]
+fn traffic_client_sidecar() {
+    let ctx = traffic_context();
+    let proxy = Proxy::sidecar("client", "default", "198.18.7.20", &[("app", "batch")]);
+    for (url, kind) in [
+        (type_url::LISTENER, "listeners"),
+        (type_url::ROUTE, "routes"),
+    ] {
+        let resources: Vec<Arc<_>> = ctx.generate(&proxy, url);
+        golden(&format!("traffic.{kind}.golden.json"), &render(&resources));
+    }
+}
