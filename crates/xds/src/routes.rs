@@ -338,11 +338,12 @@ pub(crate) fn inbound_route_config(
     operation: String,
     grpc: bool,
 ) -> RouteConfiguration {
+    // Istio's `BuildDefaultHTTPInboundRoute`: no timeout, and no stream duration limit.
     let mut action = RouteAction {
         cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.into())),
+        timeout: secs(0),
         ..Default::default()
     };
-    no_timeouts(&mut action);
     action.max_stream_duration = Some(route_action::MaxStreamDuration {
         max_stream_duration: secs(0),
         grpc_timeout_header_max: secs(0),

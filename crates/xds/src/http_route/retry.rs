@@ -4,7 +4,7 @@ use super::proto_duration;
 use crate::util::{secs, u32_value};
 use weft_model::networking::HttpRetry;
 use weft_proto::envoy_types::pb::envoy::config::route::v3::{
-    RetryPolicy, RouteAction, retry_policy, route_action,
+    RetryPolicy, RouteAction, retry_policy,
 };
 use weft_proto::envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use weft_proto::envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
@@ -129,17 +129,16 @@ pub(crate) fn policy(retry: Option<&HttpRetry>, consistent_hash: bool) -> Option
 }
 
 /// `setTimeout`: the VirtualService's timeout, else none (0); gRPC's `grpc-timeout` header is
-/// honoured up to the same bound.
+/// honoured up to the same bound. Like istiod this uses `max_grpc_timeout`: with the newer
+/// `max_stream_duration` set on a route, Envoy ignores the route's `timeout`.
+#[allow(deprecated)]
 pub(crate) fn set_timeout(action: &mut RouteAction, timeout: Option<&weft_model::Duration>) {
     let t = match timeout {
         Some(d) => Some(proto_duration(d)),
         None => secs(0),
     };
     action.timeout = t;
-    action.max_stream_duration = Some(route_action::MaxStreamDuration {
-        grpc_timeout_header_max: t,
-        ..Default::default()
-    });
+    action.max_grpc_timeout = t;
 }
 
 #[cfg(test)]
