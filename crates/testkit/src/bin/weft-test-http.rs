@@ -1,8 +1,10 @@
 //! `weft-test-http`: a tiny HTTP/1.1 server for scenario tests (std only, one thread per
 //! connection, keep-alive).
 //!
-//! Every request gets `200 OK` (or `NNN` for a path starting with `/status/NNN`) with a
-//! `text/plain` body of `key=value` lines naming the server and the request:
+//! Every request gets `200 OK` (or `NNN` for a path starting with `/status/NNN`; `503` for the
+//! first N requests with `--fail-first N`) with a `text/plain` body of `key=value` lines naming
+//! the server and the request (a path starting with `/delay/MS` is answered after MS
+//! milliseconds):
 //!
 //! ```text
 //! server=NAME
@@ -18,11 +20,12 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::exit;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
 const USAGE: &str = "usage: weft-test-http --listen ADDR:PORT [--listen ...] [--name NAME] \
-                     [--echo-header HEADER ...]";
+                     [--echo-header HEADER ...] [--fail-first N]";
 
 /// Idle time after which a keep-alive connection is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -31,6 +34,8 @@ struct Config {
     listen: Vec<String>,
     name: String,
     echo_headers: Vec<String>,
+    /// Requests still to be answered `503` (`--fail-first`), across all connections.
+    failures_left: AtomicU64,
 }
 
 struct Request {
@@ -80,6 +85,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
         listen: Vec::new(),
         name: "weft-test-http".into(),
         echo_headers: Vec::new(),
+        failures_left: AtomicU64::new(0),
     };
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
@@ -89,6 +95,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
             "--echo-header" => config
                 .echo_headers
                 .push(value("--echo-header")?.to_ascii_lowercase()),
+            "--fail-first" => {
+                let n = value("--fail-first")?;
+                let n = n
+                    .parse()
+                    .map_err(|_| format!("--fail-first needs a number, not {n:?}"))?;
+                config.failures_left = AtomicU64::new(n);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 exit(0);
@@ -133,6 +146,10 @@ fn serve(stream: TcpStream, config: &Config) -> io::Result<()> {
         } else {
             !connection.contains("close")
         };
+        let failing = config
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
         let status = request
             .target
             .strip_prefix("/status/")
@@ -140,6 +157,10 @@ fn serve(stream: TcpStream, config: &Config) -> io::Result<()> {
             .and_then(|code| code.parse::<u16>().ok())
             .filter(|code| (200..600).contains(code))
             .unwrap_or(200);
+        let status = if failing { 503 } else { status };
+        if let Some(ms) = delay_ms(&request.target) {
+            thread::sleep(Duration::from_millis(ms));
+        }
         let mut body = format!(
             "server={}\nmethod={}\npath={}\n",
             config.name, request.method, request.target
@@ -177,6 +198,13 @@ fn serve(stream: TcpStream, config: &Config) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `MS` of a target starting with `/delay/MS` (followed by `/`, `?` or nothing).
+fn delay_ms(target: &str) -> Option<u64> {
+    let rest = target.strip_prefix("/delay/")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 /// Reads one request (head and body). `None` on a clean end of stream or idle timeout.
@@ -281,5 +309,23 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_paths_and_fail_first() {
+        assert_eq!(delay_ms("/delay/250"), Some(250));
+        assert_eq!(delay_ms("/delay/3000/x?y=1"), Some(3000));
+        assert_eq!(delay_ms("/delay/abc"), None);
+        assert_eq!(delay_ms("/status/503"), None);
+        let args = ["--listen", "127.0.0.1:1", "--fail-first", "2"].map(String::from);
+        let config = parse_args(args.into_iter()).unwrap();
+        assert_eq!(config.failures_left.load(Ordering::SeqCst), 2);
+        let bad = ["--listen", "127.0.0.1:1", "--fail-first", "x"].map(String::from);
+        assert!(parse_args(bad.into_iter()).is_err());
     }
 }
