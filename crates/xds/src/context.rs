@@ -3,13 +3,12 @@
 
 use crate::authn::{MtlsPolicy, PeerAuthentications};
 use crate::authz::{self, AuthorizationPolicies};
-use crate::endpoints::load_assignment;
+use crate::destination_rule::{Client, DestinationRules, add_hash_policies};
 use crate::mesh::MeshConfig;
-use crate::names::outbound_cluster;
 use crate::proxy::{Proxy, ProxyKind};
 use crate::registry::{Allocations, Registry, Resolution};
 use crate::resource::NamedResource;
-use crate::{DOMAIN_SUFFIX, clusters, listeners, name_table, routes};
+use crate::{DOMAIN_SUFFIX, clusters, endpoints, listeners, name_table, routes};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use weft_model::snapshot::Snapshot;
@@ -26,6 +25,7 @@ pub struct PushContext {
     registry: Registry,
     peer_authentications: PeerAuthentications,
     authorization_policies: AuthorizationPolicies,
+    destination_rules: DestinationRules,
     clusters: Shared,
     endpoints: Shared,
     listeners: Shared,
@@ -39,6 +39,7 @@ impl PushContext {
         let registry = Registry::build(&snapshot, allocations, mesh);
         let peer_authentications = PeerAuthentications::new(&snapshot, &mesh.root_namespace);
         let authorization_policies = AuthorizationPolicies::new(&snapshot, &mesh.root_namespace);
+        let destination_rules = DestinationRules::new(&snapshot, &mesh.root_namespace, &registry);
         let mut namespaces: Vec<String> = snapshot
             .iter()
             .map(|(k, _)| {
@@ -62,6 +63,7 @@ impl PushContext {
             registry,
             peer_authentications,
             authorization_policies,
+            destination_rules,
             clusters: OnceLock::new(),
             endpoints: OnceLock::new(),
             listeners: OnceLock::new(),
@@ -106,15 +108,24 @@ impl PushContext {
         let sidecar = proxy.kind == ProxyKind::Sidecar;
         match type_url {
             type_url::CLUSTER => {
-                let mut out = self.shared_clusters().to_vec();
+                let specific = self.destination_rules.proxy_specific(&self.registry, proxy);
+                let mut out = clusters::for_proxy(self.shared_clusters(), &specific);
                 if sidecar {
                     out.extend(self.registry.inbound_ports(proxy).iter().map(|p| {
-                        resource(clusters::inbound(p).name.clone(), clusters::inbound(p))
+                        let rule = self
+                            .registry
+                            .service(&p.service_host)
+                            .and_then(|svc| self.destination_rules.inbound(&proxy.namespace, svc));
+                        let c = clusters::inbound(p, rule.map(|r| r.as_ref()));
+                        resource(c.name.clone(), c)
                     }));
                 }
                 out
             }
-            type_url::ENDPOINT => self.shared_endpoints().to_vec(),
+            type_url::ENDPOINT => {
+                let specific = self.destination_rules.proxy_specific(&self.registry, proxy);
+                endpoints::for_proxy(self.shared_endpoints(), &specific)
+            }
             type_url::LISTENER if sidecar => {
                 let mut out = self.shared_listeners().to_vec();
                 let inbound = listeners::inbound::virtual_inbound(
@@ -145,9 +156,11 @@ impl PushContext {
         self.clusters.get_or_init(|| {
             let mut out: Vec<Arc<NamedResource>> = Vec::new();
             for svc in self.registry.services() {
+                let rule = self.destination_rules.shared(svc);
                 for p in &svc.ports {
-                    let c = clusters::outbound(svc, p);
-                    out.push(resource(c.name.clone(), c));
+                    for c in clusters::outbound(svc, p, rule, &Client::default()) {
+                        out.push(resource(c.name.clone(), c));
+                    }
                 }
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -171,10 +184,11 @@ impl PushContext {
                 if svc.resolution != Resolution::ClientSideLb {
                     continue;
                 }
+                let rule = self.destination_rules.shared(svc);
                 for p in &svc.ports {
-                    let name = outbound_cluster(p.port, &svc.hostname);
-                    let cla = load_assignment(&name, svc.endpoints(p.port));
-                    out.push(resource(name, cla));
+                    for (name, cla) in endpoints::outbound(svc, p.port, rule, &Client::default()) {
+                        out.push(resource(name, cla));
+                    }
                 }
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -193,7 +207,15 @@ impl PushContext {
     }
 
     fn build_routes(&self, dns_domain: &str) -> Vec<Arc<NamedResource>> {
-        routes::route_configs(&self.registry, &self.mesh, dns_domain)
+        let mut configs = routes::route_configs(&self.registry, &self.mesh, dns_domain);
+        let namespace = dns_domain.split_once('.').map_or(dns_domain, |(ns, _)| ns);
+        add_hash_policies(
+            &mut configs,
+            &self.destination_rules,
+            &self.registry,
+            namespace,
+        );
+        configs
             .into_iter()
             .map(|rc| resource(rc.name.clone(), rc))
             .collect()
