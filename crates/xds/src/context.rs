@@ -3,14 +3,13 @@
 
 use crate::authn::{MtlsPolicy, PeerAuthentications};
 use crate::authz::{self, AuthorizationPolicies};
-use crate::endpoints::load_assignment;
+use crate::destination_rule::{Client, DestinationRules, add_hash_policies};
 use crate::mesh::MeshConfig;
-use crate::names::outbound_cluster;
 use crate::proxy::{Proxy, ProxyKind};
 use crate::registry::{Allocations, Registry, Resolution};
 use crate::resource::NamedResource;
 use crate::virtual_service::VirtualServices;
-use crate::{DOMAIN_SUFFIX, clusters, listeners, name_table, routes};
+use crate::{DOMAIN_SUFFIX, clusters, endpoints, listeners, name_table, routes};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use weft_model::snapshot::Snapshot;
@@ -28,6 +27,7 @@ pub struct PushContext {
     peer_authentications: PeerAuthentications,
     authorization_policies: AuthorizationPolicies,
     virtual_services: VirtualServices,
+    destination_rules: DestinationRules,
     clusters: Shared,
     endpoints: Shared,
     listeners: Shared,
@@ -45,6 +45,7 @@ impl PushContext {
         let peer_authentications = PeerAuthentications::new(&snapshot, &mesh.root_namespace);
         let authorization_policies = AuthorizationPolicies::new(&snapshot, &mesh.root_namespace);
         let virtual_services = VirtualServices::new(&snapshot);
+        let destination_rules = DestinationRules::new(&snapshot, &mesh.root_namespace, &registry);
         let mut namespaces: Vec<String> = snapshot
             .iter()
             .map(|(k, _)| {
@@ -73,6 +74,7 @@ impl PushContext {
             peer_authentications,
             authorization_policies,
             virtual_services,
+            destination_rules,
             clusters: OnceLock::new(),
             endpoints: OnceLock::new(),
             listeners: OnceLock::new(),
@@ -118,15 +120,24 @@ impl PushContext {
         let sidecar = proxy.kind == ProxyKind::Sidecar;
         match type_url {
             type_url::CLUSTER => {
-                let mut out = self.shared_clusters().to_vec();
+                let specific = self.destination_rules.proxy_specific(&self.registry, proxy);
+                let mut out = clusters::for_proxy(self.shared_clusters(), &specific);
                 if sidecar {
                     out.extend(self.registry.inbound_ports(proxy).iter().map(|p| {
-                        resource(clusters::inbound(p).name.clone(), clusters::inbound(p))
+                        let rule = self
+                            .registry
+                            .service(&p.service_host)
+                            .and_then(|svc| self.destination_rules.inbound(&proxy.namespace, svc));
+                        let c = clusters::inbound(p, rule.map(|r| r.as_ref()));
+                        resource(c.name.clone(), c)
                     }));
                 }
                 out
             }
-            type_url::ENDPOINT => self.shared_endpoints().to_vec(),
+            type_url::ENDPOINT => {
+                let specific = self.destination_rules.proxy_specific(&self.registry, proxy);
+                endpoints::for_proxy(self.shared_endpoints(), &specific)
+            }
             type_url::LISTENER if sidecar => {
                 let mut out = self.outbound_listeners(proxy);
                 let inbound = listeners::inbound::virtual_inbound(
@@ -161,9 +172,11 @@ impl PushContext {
         self.clusters.get_or_init(|| {
             let mut out: Vec<Arc<NamedResource>> = Vec::new();
             for svc in self.registry.services() {
+                let rule = self.destination_rules.shared(svc);
                 for p in &svc.ports {
-                    let c = clusters::outbound(svc, p);
-                    out.push(resource(c.name.clone(), c));
+                    for c in clusters::outbound(svc, p, rule, &Client::default()) {
+                        out.push(resource(c.name.clone(), c));
+                    }
                 }
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -187,10 +200,11 @@ impl PushContext {
                 if svc.resolution != Resolution::ClientSideLb {
                     continue;
                 }
+                let rule = self.destination_rules.shared(svc);
                 for p in &svc.ports {
-                    let name = outbound_cluster(p.port, &svc.hostname);
-                    let cla = load_assignment(&name, svc.endpoints(p.port));
-                    out.push(resource(name, cla));
+                    for (name, cla) in endpoints::outbound(svc, p.port, rule, &Client::default()) {
+                        out.push(resource(name, cla));
+                    }
                 }
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -247,7 +261,15 @@ impl PushContext {
             dns_domain: &proxy.dns_domain,
             labels: &labels,
         };
-        routes::route_configs(&self.registry, &self.virtual_services, &self.mesh, &scope)
+        let mut configs =
+            routes::route_configs(&self.registry, &self.virtual_services, &self.mesh, &scope);
+        add_hash_policies(
+            &mut configs,
+            &self.destination_rules,
+            &self.registry,
+            &proxy.namespace,
+        );
+        configs
             .into_iter()
             .map(|rc| resource(rc.name.clone(), rc))
             .collect()

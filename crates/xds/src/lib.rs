@@ -32,9 +32,11 @@ mod authn;
 pub mod authz;
 mod clusters;
 mod context;
+mod destination_rule;
 mod endpoints;
 mod http_route;
 mod listeners;
+mod locality_lb;
 mod mesh;
 mod name_table;
 mod proxy;
@@ -81,12 +83,26 @@ pub mod names {
 
     /// `outbound|<port>||<host>`.
     pub fn outbound_cluster(port: u32, host: &str) -> String {
-        format!("outbound|{port}||{host}")
+        outbound_subset_cluster(port, "", host)
     }
 
-    /// `outbound|<port>|<subset>|<host>` (Istio's `BuildSubsetKey`; no subset: `outbound_cluster`).
-    pub fn subset_cluster(port: u32, subset: &str, host: &str) -> String {
+    /// `outbound|<port>|<subset>|<host>`: a DestinationRule subset's cluster (Istio's
+    /// `BuildSubsetKey`); an empty subset is the service port's default cluster.
+    pub fn outbound_subset_cluster(port: u32, subset: &str, host: &str) -> String {
         format!("outbound|{port}|{subset}|{host}")
+    }
+
+    /// `(port, subset, host)` of an `outbound|<port>|<subset>|<host>` name (Istio's
+    /// `ParseSubsetKey`, outbound only).
+    pub fn parse_outbound_cluster(name: &str) -> Option<(u32, &str, &str)> {
+        let mut parts = name.splitn(4, '|');
+        if parts.next()? != "outbound" {
+            return None;
+        }
+        let port = parts.next()?.parse().ok()?;
+        let subset = parts.next()?;
+        let host = parts.next()?;
+        Some((port, subset, host))
     }
 
     /// `inbound|<port>||` (port: the workload's port, i.e. the service's target port).
@@ -96,6 +112,39 @@ pub mod names {
 
     /// `outbound_.<port>_._.<host>`: the SNI of ISTIO_MUTUAL connections.
     pub fn outbound_sni(port: u32, host: &str) -> String {
-        format!("outbound_.{port}_._.{host}")
+        outbound_subset_sni(port, "", host)
+    }
+
+    /// `outbound_.<port>_.<subset>_.<host>`: the SNI of ISTIO_MUTUAL connections of a subset's
+    /// cluster (Istio's `BuildDNSSrvSubsetKey`).
+    pub fn outbound_subset_sni(port: u32, subset: &str, host: &str) -> String {
+        format!("outbound_.{port}_.{subset}_.{host}")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn subset_names_round_trip() {
+            let name = outbound_subset_cluster(80, "v1", "reviews.bookinfo.svc.cluster.local");
+            assert_eq!(name, "outbound|80|v1|reviews.bookinfo.svc.cluster.local");
+            assert_eq!(
+                parse_outbound_cluster(&name),
+                Some((80, "v1", "reviews.bookinfo.svc.cluster.local"))
+            );
+            assert_eq!(
+                parse_outbound_cluster(&outbound_cluster(9080, "a.b")),
+                Some((9080, "", "a.b"))
+            );
+            assert_eq!(parse_outbound_cluster("inbound|80||"), None);
+            assert_eq!(parse_outbound_cluster("outbound|x||a"), None);
+            assert_eq!(parse_outbound_cluster("PassthroughCluster"), None);
+            assert_eq!(
+                outbound_subset_sni(80, "v1", "a.b"),
+                "outbound_.80_.v1_.a.b"
+            );
+            assert_eq!(outbound_sni(80, "a.b"), "outbound_.80_._.a.b");
+        }
     }
 }

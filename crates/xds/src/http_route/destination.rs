@@ -5,7 +5,7 @@
 use super::filters::{integer_percent, percent, runtime_percent};
 use super::headers::{self, HeaderOps};
 use super::{PortLookup, RouteOptions, matching, retry};
-use crate::names::subset_cluster;
+use crate::names::outbound_subset_cluster;
 use crate::registry::Registry;
 use crate::util::bool_value;
 use weft_model::networking::{Destination, HttpRoute, HttpRouteDestination};
@@ -41,7 +41,7 @@ pub(crate) fn destination_cluster(
         Some(p) if p.number != 0 => p.number,
         _ => implied().unwrap_or(listen_port),
     };
-    subset_cluster(port, &d.subset, &d.host)
+    outbound_subset_cluster(port, &d.subset, &d.host)
 }
 
 pub(crate) fn cluster_name(d: &Destination, opts: &RouteOptions<'_>) -> String {

@@ -2,7 +2,7 @@
 //! the router: fault injection (`TranslateFault`) and CORS (`TranslateCORSPolicy`).
 
 use super::matching::string_matcher;
-use super::proto_duration;
+use crate::util::duration;
 use weft_model::networking::{CorsPolicy, HttpFaultInjection, Percent};
 use weft_proto::envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::common::fault::v3::{
@@ -76,9 +76,9 @@ pub(crate) fn fault(f: &HttpFaultInjection) -> Option<HttpFault> {
                 Some(p) => percent(p),
                 None => integer_percent(i64::from(d.percent)),
             }),
-            fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(
-                proto_duration(fixed),
-            )),
+            fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(duration(
+                fixed,
+            ))),
         })
     });
     let abort = f.abort.as_ref().and_then(|a| {

@@ -17,6 +17,7 @@ pub(crate) mod retry;
 pub(crate) use destination::destination_cluster;
 pub(crate) use filters::{CORS_FILTER, FAULT_FILTER};
 
+use crate::names::parse_outbound_cluster;
 use crate::registry::Registry;
 use crate::util::metadata;
 use crate::virtual_service::BoundVirtualService;
@@ -25,17 +26,7 @@ use weft_model::networking::{HttpMatchRequest, HttpRoute};
 use weft_proto::envoy_types::pb::envoy::config::route::v3::{
     Decorator, Route, route, route_action,
 };
-use weft_proto::envoy_types::pb::google::protobuf::Duration;
 use weft_proto::envoy_types::util::pack_any;
-
-/// A model duration as a protobuf one.
-pub(crate) fn proto_duration(d: &weft_model::Duration) -> Duration {
-    let std = d.as_std();
-    Duration {
-        seconds: std.as_secs() as i64,
-        nanos: std.subsec_nanos() as i32,
-    }
-}
 
 /// How a destination without a port picks one (Istio's `LookupService` + `GetDestinationCluster`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,21 +134,6 @@ fn translate(
     Some(out)
 }
 
-/// `outbound|<port>|<subset>|<host>` parsed back into `(host, port)`.
-fn subset_key_parts(cluster: &str) -> Option<(&str, &str)> {
-    let mut parts = cluster.split('|');
-    let (Some(_), Some(port), Some(_), Some(host), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    Some((host, port))
-}
-
 /// Istio's `GetRouteOperation`: `<host>:<port><path>` for a single destination cluster, else
 /// `<virtual service>:<listener port><path>`.
 fn operation(r: &Route, vs_name: &str, port: u32) -> String {
@@ -170,7 +146,7 @@ fn operation(r: &Route, vs_name: &str, port: u32) -> String {
     };
     if let Some(route::Action::Route(a)) = &r.action
         && let Some(route_action::ClusterSpecifier::Cluster(c)) = &a.cluster_specifier
-        && let Some((host, p)) = subset_key_parts(c)
+        && let Some((p, _, host)) = parse_outbound_cluster(c)
     {
         return format!("{host}:{p}{path}");
     }

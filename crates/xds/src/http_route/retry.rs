@@ -1,7 +1,6 @@
 //! Retries (Istio's `retry.ConvertPolicy`) and route timeouts (`setTimeout`).
 
-use super::proto_duration;
-use crate::util::{secs, u32_value};
+use crate::util::{duration, secs, u32_value};
 use weft_model::networking::HttpRetry;
 use weft_proto::envoy_types::pb::envoy::config::route::v3::{
     RetryPolicy, RouteAction, retry_policy,
@@ -107,7 +106,7 @@ pub(crate) fn policy(retry: Option<&HttpRetry>, consistent_hash: bool) -> Option
         out.retriable_status_codes = codes;
     }
     if let Some(t) = &r.per_try_timeout {
-        out.per_try_timeout = Some(proto_duration(t));
+        out.per_try_timeout = Some(duration(t));
     }
     if let Some(ignore) = r.retry_ignore_previous_hosts {
         out.retry_host_predicate = if ignore {
@@ -121,7 +120,7 @@ pub(crate) fn policy(retry: Option<&HttpRetry>, consistent_hash: bool) -> Option
     }
     if let Some(b) = &r.backoff {
         out.retry_back_off = Some(retry_policy::RetryBackOff {
-            base_interval: Some(proto_duration(b)),
+            base_interval: Some(duration(b)),
             ..Default::default()
         });
     }
@@ -134,7 +133,7 @@ pub(crate) fn policy(retry: Option<&HttpRetry>, consistent_hash: bool) -> Option
 #[allow(deprecated)]
 pub(crate) fn set_timeout(action: &mut RouteAction, timeout: Option<&weft_model::Duration>) {
     let t = match timeout {
-        Some(d) => Some(proto_duration(d)),
+        Some(d) => Some(duration(d)),
         None => secs(0),
     };
     action.timeout = t;
