@@ -2,8 +2,9 @@
 //! capture, weft-agent and real Envoy, and plain servers (no sidecar, so the client's Envoy is the
 //! only one routing). Uses the helloworld seed (004) as written:
 //! - without a VirtualService both helloworld versions answer;
-//! - the seed's 20/80 VirtualService over the two version Services splits 1,000 requests within
-//!   ±5 points;
+//! - the seed's 20/80 VirtualService over the two version Services, then its 70/30 one over
+//!   the DestinationRule's subsets, split 1,000 requests within ±5 points;
+//! - the canary seed (001): `canary-user: true` always reaches vm-v2, other requests split 90/10;
 //! - a 3-attempt retry turns a flaky server's 503 into a 200;
 //! - an injected abort returns its status, a route timeout gives 504 on a slow path;
 //! - a `*` host bound to the mesh is rejected with Istio's message and changes nothing.
@@ -27,6 +28,18 @@ const SEED_SERVICES: &str =
 /// The seed's simple-virtual-service: 20% to helloworld-v1, 80% to helloworld-v2.
 const SEED_SPLIT: &str =
     include_str!("../../model/tests/seeds/004-virtualservice-helloworld-20-80.yaml");
+/// The seed's helloworld DestinationRule (subsets by version) and its 70/30 VirtualService.
+const SEED_SUBSETS: &str =
+    include_str!("../../model/tests/seeds/004-destinationrule-helloworld.yaml");
+const SEED_SUBSET_SPLIT: &str =
+    include_str!("../../model/tests/seeds/004-virtualservice-helloworld-subsets-70-30.yaml");
+/// The canary seed (001, indentation restored): the forum Service, and the VirtualService with
+/// its DestinationRule.
+const SEED_FORUM: &str =
+    include_str!("../../model/tests/seeds/reindented/001-serviceaccount-service-forum.yaml");
+const SEED_CANARY: &str = include_str!(
+    "../../model/tests/seeds/reindented/001-virtualservice-destinationrule-forum-canary.yaml"
+);
 
 /// Istio's helloworld sample Service (what the seed deploys first), the workloads, and two
 /// more services for the resilience checks.
@@ -72,6 +85,18 @@ spec:
     out += &entry("flaky", v1, "{app: flaky}");
     out += &service("ops", 7100);
     out += &entry("ops", v2, "{app: ops}");
+    for (name, ip, version) in [("forum-vm-v1", v1, "v1"), ("forum-vm-v2", v2, "v2")] {
+        out += &format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {name}, namespace: istioinaction}}
+spec:
+  address: {ip}
+  labels: {{app: forum, version: {version}}}
+"
+        );
+    }
     out += &format!(
         "---
 apiVersion: networking.istio.io/v1
@@ -165,31 +190,41 @@ fn wait_for_config(client: &Host, agent: &Process, what: &str, needle: &str) {
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_tail(30)));
 }
 
-/// Sends `n` requests over one keep-alive connection (curl's URL globbing); returns how many
-/// each server answered, and how many did not answer 200.
-fn spread(client: &Host, url: &str, n: usize) -> (usize, usize, usize) {
-    let out = client
-        .curl(
-            &[
-                "-s".to_string(),
-                "-w".to_string(),
-                "code=%{http_code}\n".to_string(),
-                format!("{url}/[1-{n}]"),
-            ],
-            Duration::from_secs(60),
-        )
-        .unwrap();
+/// Sends `n` requests (with `headers`) over one keep-alive connection (curl's URL globbing);
+/// returns how many servers `<prefix>v1` and `<prefix>v2` answered, and how many requests did
+/// not get a 200.
+fn spread_to(
+    client: &Host,
+    url: &str,
+    n: usize,
+    prefix: &str,
+    headers: &[&str],
+) -> (usize, usize, usize) {
+    let mut args = vec![
+        "-s".to_string(),
+        "-w".to_string(),
+        "code=%{http_code}\n".to_string(),
+    ];
+    for h in headers {
+        args.extend(["-H".to_string(), h.to_string()]);
+    }
+    args.push(format!("{url}/[1-{n}]"));
+    let out = client.curl(&args, Duration::from_secs(60)).unwrap();
     let count = |s: &str| out.stdout.matches(s).count();
     let ok = count("code=200");
     (
-        count("server=helloworld-v1\n"),
-        count("server=helloworld-v2\n"),
+        count(&format!("server={prefix}v1\n")),
+        count(&format!("server={prefix}v2\n")),
         n - ok,
     )
 }
 
+fn spread(client: &Host, url: &str, n: usize) -> (usize, usize, usize) {
+    spread_to(client, url, n, "helloworld-", &[])
+}
+
 #[test]
-fn virtual_services_split_retry_abort_and_time_out() {
+fn virtual_services_split_canary_retry_abort_and_time_out() {
     let lab = Lab::new("traffic").unwrap();
     let net = lab.network("mesh").unwrap();
     let cp_host = lab.host("cp", &[&net]).unwrap();
@@ -215,6 +250,8 @@ fn virtual_services_split_retry_abort_and_time_out() {
 
     let _v1 = server(&srv1, "helloworld-v1", 5000, &[]);
     let _v2 = server(&srv2, "helloworld-v2", 5000, &[]);
+    let _forum_v1 = server(&srv1, "forum-vm-v1", 8080, &[]);
+    let _forum_v2 = server(&srv2, "forum-vm-v2", 8080, &[]);
     let flaky = server(
         &srv1,
         "flaky",
@@ -265,6 +302,49 @@ fn virtual_services_split_retry_abort_and_time_out() {
     assert!(
         (150..=250).contains(&v1),
         "v1 got {v1} of 1000, want 200 ± 50"
+    );
+
+    // The seed's DestinationRule and 70/30 VirtualService over its subsets (replacing the 20/80
+    // one: for the mesh, the first VirtualService of a host wins, nothing is merged).
+    write(&config, "helloworld-dr.yaml", SEED_SUBSETS);
+    write(&config, "helloworld-vs.yaml", SEED_SUBSET_SPLIT);
+    wait_for_config(
+        &client,
+        &agent,
+        "the 70/30 subset split",
+        "outbound|5000|helloworld-v1|helloworld.default.svc.cluster.local",
+    );
+    let (v1, v2, failed) = spread(&client, &hello_url, 1000);
+    assert_eq!((failed, v1 + v2), (0, 1000), "v1 {v1}, v2 {v2}");
+    assert!(
+        (650..=750).contains(&v1),
+        "v1 got {v1} of 1000, want 700 ± 50"
+    );
+
+    // (b) The canary seed: canary users always reach vm-v2, the others split 90/10.
+    write(&config, "forum.yaml", SEED_FORUM);
+    write(&config, "forum-canary.yaml", SEED_CANARY);
+    wait_for_config(
+        &client,
+        &agent,
+        "the canary routes",
+        "outbound|8080|vm-v2|forum.istioinaction.svc.cluster.local",
+    );
+    let forum = cp.service_vip("istioinaction", "forum").unwrap();
+    let forum_url = format!("http://{forum}:8080/api");
+    let canary = spread_to(
+        &client,
+        &forum_url,
+        100,
+        "forum-vm-",
+        &["canary-user: true"],
+    );
+    assert_eq!(canary, (0, 100, 0), "canary users: (v1, v2, failed)");
+    let (v1, v2, failed) = spread_to(&client, &forum_url, 1000, "forum-vm-", &[]);
+    assert_eq!((failed, v1 + v2), (0, 1000), "v1 {v1}, v2 {v2}");
+    assert!(
+        (50..=150).contains(&v2),
+        "vm-v2 got {v2} of 1000, want 100 ± 50"
     );
 
     // (c) Retries: the flaky server answers its first request 503; three attempts make it 200.
