@@ -25,6 +25,15 @@
 //! reaches proxies whose resources changed. Per proxy: `virtualInbound` and the `inbound|<port>||`
 //! clusters; route configurations are per proxy namespace (short host names).
 //! SDS (`default`, `ROOTCA`) is served by the agent through the bootstrap's `sds-grpc` cluster.
+//!
+//! # VirtualServices
+//!
+//! `virtual_service` indexes them as istiod does (short names, `exportTo`, delegates, the order a
+//! proxy sees them in) and binds their hosts to services per outbound port (`binding`);
+//! `http_route` translates HTTP routes (`http_routes`, also for gateways); `routes` assembles
+//! RDS; `listeners::tcp_routes` turns `tcp`/`tls` routes into outbound filter chains. Route
+//! configurations are then shared per namespace (per proxy when a match uses `sourceLabels`), and
+//! outbound listeners per namespace once `mesh` VirtualServices have TCP or TLS routes.
 //! NDS (`type_url::NAME_TABLE`, requested by the agent) is one unnamed resource per proxy: the
 //! DNS name table.
 
