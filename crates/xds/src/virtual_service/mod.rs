@@ -91,6 +91,7 @@ impl BoundVirtualService {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct VirtualServices {
     all: Vec<Arc<BoundVirtualService>>,
+    sharing: Sharing,
 }
 
 impl VirtualServices {
@@ -124,8 +125,10 @@ impl VirtualServices {
         roots.sort_by(|a, b| {
             (&a.creation, &a.name, &a.namespace).cmp(&(&b.creation, &b.name, &b.namespace))
         });
+        let all: Vec<Arc<BoundVirtualService>> = roots.into_iter().map(Arc::new).collect();
         VirtualServices {
-            all: roots.into_iter().map(Arc::new).collect(),
+            sharing: Sharing::of(&all),
+            all,
         }
     }
 
@@ -151,41 +154,52 @@ impl VirtualServices {
         self.for_gateway(namespace, MESH_GATEWAY)
     }
 
-    fn mesh_bound(&self) -> impl Iterator<Item = &Arc<BoundVirtualService>> {
-        self.all.iter().filter(|vs| vs.bound_to(MESH_GATEWAY))
-    }
-
     /// Whether some sidecar's HTTP routes depend on its labels (`sourceLabels` in a match), so
     /// route configurations cannot be shared by namespace.
     pub fn http_routes_depend_on_labels(&self) -> bool {
-        self.mesh_bound().any(|vs| {
-            vs.spec
-                .http
-                .iter()
-                .any(|h| h.match_.iter().any(|m| !m.source_labels.is_empty()))
-        })
+        self.sharing.http_by_labels
     }
 
     /// Whether some VirtualService bound to `mesh` has TCP or TLS routes: outbound listeners then
     /// depend on the proxy's namespace.
     pub fn has_mesh_l4_routes(&self) -> bool {
-        self.mesh_bound()
-            .any(|vs| !vs.spec.tcp.is_empty() || !vs.spec.tls.is_empty())
+        self.sharing.l4_routes
     }
 
     /// Whether those TCP or TLS routes depend on the proxy's labels.
     pub fn l4_routes_depend_on_labels(&self) -> bool {
-        self.mesh_bound().any(|vs| {
-            vs.spec
+        self.sharing.l4_by_labels
+    }
+}
+
+/// What the mesh-bound VirtualServices make sidecar resources depend on.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sharing {
+    http_by_labels: bool,
+    l4_routes: bool,
+    l4_by_labels: bool,
+}
+
+impl Sharing {
+    fn of(all: &[Arc<BoundVirtualService>]) -> Sharing {
+        let mut out = Sharing::default();
+        for vs in all.iter().filter(|vs| vs.bound_to(MESH_GATEWAY)) {
+            let spec = &vs.spec;
+            out.http_by_labels |= spec
+                .http
+                .iter()
+                .any(|h| h.match_.iter().any(|m| !m.source_labels.is_empty()));
+            out.l4_routes |= !spec.tcp.is_empty() || !spec.tls.is_empty();
+            out.l4_by_labels |= spec
                 .tcp
                 .iter()
                 .any(|t| t.match_.iter().any(|m| !m.source_labels.is_empty()))
-                || vs
-                    .spec
+                || spec
                     .tls
                     .iter()
-                    .any(|t| t.match_.iter().any(|m| !m.source_labels.is_empty()))
-        })
+                    .any(|t| t.match_.iter().any(|m| !m.source_labels.is_empty()));
+        }
+        out
     }
 }
 
