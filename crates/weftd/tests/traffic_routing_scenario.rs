@@ -6,7 +6,8 @@
 //!   the DestinationRule's subsets, split 1,000 requests within ±5 points;
 //! - the canary seed (001): `canary-user: true` always reaches vm-v2, other requests split 90/10;
 //! - a 3-attempt retry turns a flaky server's 503 into a 200;
-//! - an injected abort returns its status, a route timeout gives 504 on a slow path;
+//! - an injected abort returns its status, a route timeout gives 504 on a path routed to a slow
+//!   service;
 //! - a `*` host bound to the mesh is rejected with Istio's message and changes nothing.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -85,6 +86,8 @@ spec:
     out += &entry("flaky", v1, "{app: flaky}");
     out += &service("ops", 7100);
     out += &entry("ops", v2, "{app: ops}");
+    out += &service("slow", 7100);
+    out += &entry("slow", v1, "{app: slow}");
     for (name, ip, version) in [("forum-vm-v1", v1, "v1"), ("forum-vm-v2", v2, "v2")] {
         out += &format!(
             "---
@@ -130,6 +133,9 @@ spec:
   - match: [{uri: {prefix: /abort}}]
     fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
     route: [{destination: {host: ops}}]
+  - match: [{uri: {prefix: /slow}}]
+    timeout: 1s
+    route: [{destination: {host: slow}}]
   - timeout: 1s
     route: [{destination: {host: ops}}]
 ";
@@ -264,6 +270,7 @@ fn virtual_services_split_canary_retry_abort_and_time_out() {
         ],
     );
     let _ops = server(&srv2, "ops", 7100, &[]);
+    let _slow = server(&srv1, "slow", 7100, &["--delay", "3000"]);
 
     let root = VmRoot::new(&lab.dir().join("client-root")).unwrap();
     root.write_bundle(&cp, &client, "default", "client", "client", CAPTURE_ENV)
@@ -360,7 +367,7 @@ fn virtual_services_split_canary_retry_abort_and_time_out() {
         "{log}"
     );
 
-    // (d) and (e): an injected abort, then a timeout on a slow path.
+    // (d) and (e): an injected abort, then a path routed to a slow service times out.
     write(&config, "ops.yaml", FAULTS_AND_TIMEOUTS);
     wait_for_config(&client, &agent, "the ops routes", "\"http_status\": 418");
     let ops = cp.service_vip("default", "ops").unwrap();
@@ -368,10 +375,11 @@ fn virtual_services_split_canary_retry_abort_and_time_out() {
         call(&client, &format!("http://{ops}:7100/abort/now")).0,
         418
     );
-    let (code, body) = call(&client, &format!("http://{ops}:7100/delay/3000"));
+    let (code, body) = call(&client, &format!("http://{ops}:7100/slow"));
     assert_eq!((code, body.as_str()), (504, "upstream request timeout"));
-    let (code, body) = call(&client, &format!("http://{ops}:7100/delay/100"));
+    let (code, body) = call(&client, &format!("http://{ops}:7100/fast"));
     assert_eq!(code, 200, "{body}");
+    assert!(body.contains("server=ops"), "{body}");
 
     // A `*` host bound to the mesh: rejected with Istio's message, nothing changes.
     write(&config, "wildcard.yaml", MESH_WILDCARD);
