@@ -23,7 +23,14 @@
 //! Shared resources are the same `Arc` for every proxy of a context; their `version` is a hash of
 //! the encoded bytes, equal across contexts when the content is equal, so a new snapshot only
 //! reaches proxies whose resources changed. Per proxy: `virtualInbound` and the `inbound|<port>||`
-//! clusters; route configurations are per proxy namespace (short host names).
+//! clusters; route configurations are per proxy namespace (short host names, DestinationRule
+//! hash policies). DestinationRules depend on the proxy's namespace (and labels, for rules with
+//! a workload selector) and locality load balancing on its locality: the shared clusters and
+//! endpoints use the rules of a namespace without rules of its own, and a proxy that sees other
+//! rules, or is somewhere locality load balancing looks at, gets those services' clusters and
+//! endpoints built for it (`destination_rule::ProxySpecific`). When a cluster changes, its
+//! endpoints must be sent again even if they did not: Envoy keeps an updated cluster warming
+//! until it gets them.
 //! SDS (`default`, `ROOTCA`) is served by the agent through the bootstrap's `sds-grpc` cluster.
 //!
 //! # VirtualServices

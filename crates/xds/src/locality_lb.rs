@@ -34,9 +34,39 @@ pub(crate) fn effective(lb: Option<&LoadBalancerSettings>) -> Option<&LocalityLo
     }
 }
 
-/// Whether the result depends on the proxy asking (its locality or labels).
-pub(crate) fn client_sensitive(setting: &LocalityLoadBalancerSetting, failover: bool) -> bool {
-    !setting.distribute.is_empty() || failover
+/// What of the proxy asking the result depends on (ordered: more is more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Dependence {
+    Nothing,
+    /// Its locality (`distribute`'s `from`, failover by locality).
+    Locality,
+    /// Its locality and its labels (`failoverPriority`).
+    LocalityAndLabels,
+}
+
+impl Dependence {
+    /// Whether a proxy at `locality` with `labels` may get another result than one with
+    /// neither (which the shared lists are built for).
+    pub(crate) fn affects(self, locality: &Locality, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            Dependence::Nothing => false,
+            Dependence::Locality => *locality != Locality::default(),
+            Dependence::LocalityAndLabels => *locality != Locality::default() || !labels.is_empty(),
+        }
+    }
+}
+
+/// What [`apply`] with `setting` reads of the proxy.
+pub(crate) fn dependence(setting: &LocalityLoadBalancerSetting, failover: bool) -> Dependence {
+    if !setting.distribute.is_empty() {
+        Dependence::Locality
+    } else if failover && !setting.failover_priority.is_empty() {
+        Dependence::LocalityAndLabels
+    } else if failover {
+        Dependence::Locality
+    } else {
+        Dependence::Nothing
+    }
 }
 
 /// Whether the cluster needs `common_lb_config.locality_weighted_lb_config`.

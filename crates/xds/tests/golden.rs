@@ -127,3 +127,21 @@ fn traffic_policy_audit_sidecar() {
     let proxy = Proxy::sidecar("auditor", "audit", "198.18.3.60", &[("app", "auditor")]);
     check_traffic_policy(&ctx, &proxy, "tp-audit");
 }
+
+/// A reviews workload: its inbound cluster takes the rule's connection pool.
+#[test]
+fn traffic_policy_reviews_sidecar() {
+    let ctx = traffic_policy_context();
+    let proxy = Proxy::sidecar(
+        "reviews-v1",
+        "shop",
+        "198.18.3.11",
+        &[("app", "reviews"), ("version", "v1")],
+    );
+    let inbound: Vec<Arc<_>> = ctx
+        .generate(&proxy, type_url::CLUSTER)
+        .into_iter()
+        .filter(|r| r.name.starts_with("inbound|"))
+        .collect();
+    golden("tp-reviews.inbound-clusters.golden.json", &render(&inbound));
+}

@@ -138,3 +138,103 @@ pub(crate) fn add_hash_policies(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn rule(yaml: &str) -> Rule {
+        Rule {
+            spec: serde_saphyr::from_str(yaml).unwrap(),
+            namespace: "ns".into(),
+            from: vec![],
+            export_to: BTreeSet::new(),
+        }
+    }
+
+    fn header(ch: Option<&ConsistentHashLb>) -> Option<&str> {
+        ch.and_then(|c| c.http_header_name.as_deref())
+    }
+
+    #[test]
+    fn subset_port_level_then_subset_then_port_level_then_rule() {
+        let r = rule(
+            "host: a
+trafficPolicy:
+  loadBalancer: {consistentHash: {httpHeaderName: top}}
+  portLevelSettings:
+  - port: {number: 80}
+    loadBalancer: {consistentHash: {httpHeaderName: port}}
+  - port: {number: 81}
+    loadBalancer: {simple: RANDOM}
+subsets:
+- name: s
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: subset}}
+    portLevelSettings:
+    - port: {number: 80}
+      loadBalancer: {consistentHash: {httpHeaderName: subset-port}}
+- name: plain
+",
+        );
+        assert_eq!(header(consistent_hash(&r, 80, "s")), Some("subset-port"));
+        assert_eq!(header(consistent_hash(&r, 90, "s")), Some("subset"));
+        assert_eq!(header(consistent_hash(&r, 80, "plain")), Some("port"));
+        assert_eq!(header(consistent_hash(&r, 80, "")), Some("port"));
+        assert_eq!(
+            header(consistent_hash(&r, 81, "")),
+            Some("top"),
+            "a port entry without a hash falls back to the rule's"
+        );
+        assert_eq!(header(consistent_hash(&r, 90, "")), Some("top"));
+    }
+
+    #[test]
+    fn every_hash_key_maps_to_envoy() {
+        let policy = |yaml: &str| {
+            let ch: ConsistentHashLb = serde_saphyr::from_str(yaml).unwrap();
+            hash_policy(&ch).and_then(|h| h.policy_specifier)
+        };
+        assert_eq!(
+            policy(
+                "httpCookie: {name: s, path: /x, ttl: 10s, attributes: [{name: SameSite, value: Strict}]}"
+            ),
+            Some(hash_policy::PolicySpecifier::Cookie(hash_policy::Cookie {
+                name: "s".into(),
+                ttl: Some(weft_proto::envoy_types::pb::google::protobuf::Duration {
+                    seconds: 10,
+                    nanos: 0
+                }),
+                path: "/x".into(),
+                attributes: vec![hash_policy::CookieAttribute {
+                    name: "SameSite".into(),
+                    value: "Strict".into()
+                }],
+            }))
+        );
+        assert_eq!(
+            policy("useSourceIp: true"),
+            Some(hash_policy::PolicySpecifier::ConnectionProperties(
+                hash_policy::ConnectionProperties { source_ip: true }
+            ))
+        );
+        assert_eq!(
+            policy("httpQueryParameterName: user"),
+            Some(hash_policy::PolicySpecifier::QueryParameter(
+                hash_policy::QueryParameter {
+                    name: "user".into()
+                }
+            ))
+        );
+        assert!(matches!(
+            policy("httpHeaderName: x-user"),
+            Some(hash_policy::PolicySpecifier::Header(h)) if h.header_name == "x-user"
+        ));
+        assert_eq!(
+            policy("maglev: {tableSize: 7}"),
+            None,
+            "no hash key: no policy"
+        );
+    }
+}

@@ -25,9 +25,10 @@ pub(crate) use index::Rule;
 pub(crate) use policy::{Policy, cluster_policy, tls_mode};
 pub(crate) use view::{Client, ProxySpecific};
 
+use crate::locality_lb::Dependence;
 use crate::registry::{Registry, Service};
 use index::Indexes;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_model::snapshot::Snapshot;
 
@@ -37,8 +38,9 @@ pub(crate) struct DestinationRules {
     root_namespace: String,
     /// The rule each service host gets in the shared lists.
     shared: BTreeMap<String, Arc<Rule>>,
-    /// Hosts whose shared rule makes endpoints depend on the proxy (locality load balancing).
-    shared_client_sensitive: BTreeSet<String>,
+    /// Hosts whose shared rule makes endpoints depend on the proxy (locality load balancing),
+    /// and on what of it.
+    shared_client_dependent: BTreeMap<String, Dependence>,
 }
 
 impl DestinationRules {
@@ -47,13 +49,16 @@ impl DestinationRules {
             indexes: Indexes::build(snapshot, root_namespace),
             root_namespace: root_namespace.to_string(),
             shared: BTreeMap::new(),
-            shared_client_sensitive: BTreeSet::new(),
+            shared_client_dependent: BTreeMap::new(),
         };
         let no_labels = BTreeMap::new();
         for svc in registry.services() {
             if let Some(rule) = rules.outbound("", &no_labels, svc).cloned() {
-                if view::client_sensitive(&rule, svc) {
-                    rules.shared_client_sensitive.insert(svc.hostname.clone());
+                let dependence = view::client_dependence(&rule, svc);
+                if dependence != Dependence::Nothing {
+                    rules
+                        .shared_client_dependent
+                        .insert(svc.hostname.clone(), dependence);
                 }
                 rules.shared.insert(svc.hostname.clone(), rule);
             }

@@ -318,6 +318,15 @@ fn port_level_settings_replace_and_subsets_override() {
 
 #[test]
 fn shared_view_and_proxy_specific_services() {
+    let located = "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: located, namespace: other}
+spec:
+  address: 10.1.0.1
+  locality: us-east/us-east-1a
+"
+    .to_string();
     let w = World::new(&[
         dr(
             "shop",
@@ -333,27 +342,31 @@ fn shared_view_and_proxy_specific_services() {
             "ratings.shop.svc.cluster.local",
             "  exportTo: [\".\"]\n",
         ),
+        located,
     ]);
     let reviews = w.registry.service(REVIEWS).unwrap();
     assert!(w.rules.shared(reviews).is_some());
-    // Outlier detection turns on locality failover: reviews' endpoints depend on the proxy.
-    let p = Proxy::sidecar("a", "other", "10.1.0.1", &[]);
-    let specific = w.rules.proxy_specific(&w.registry, &p);
-    let hosts: Vec<&str> = specific
-        .services
-        .iter()
-        .map(|(s, _)| s.hostname.as_str())
-        .collect();
-    assert_eq!(hosts, [REVIEWS]);
-    // The web namespace sees its own rule for ratings too.
-    let p = Proxy::sidecar("b", "web", "10.1.0.2", &[]);
-    let specific = w.rules.proxy_specific(&w.registry, &p);
-    let hosts: Vec<&str> = specific
-        .services
-        .iter()
-        .map(|(s, _)| s.hostname.as_str())
-        .collect();
-    assert_eq!(hosts, ["ratings.shop.svc.cluster.local", REVIEWS]);
+    let hosts = |p: &Proxy| -> Vec<String> {
+        w.rules
+            .proxy_specific(&w.registry, p)
+            .services
+            .iter()
+            .map(|(s, _)| s.hostname.clone())
+            .collect()
+    };
+    // Outlier detection turns on locality failover: reviews' endpoints depend on where the
+    // proxy is, and this one is somewhere.
+    assert_eq!(
+        hosts(&Proxy::sidecar("a", "other", "10.1.0.1", &[])),
+        [REVIEWS]
+    );
+    // One without a locality sees the shared lists.
+    assert!(hosts(&Proxy::sidecar("b", "other", "10.1.0.9", &[])).is_empty());
+    // The web namespace sees its own rule for ratings.
+    assert_eq!(
+        hosts(&Proxy::sidecar("c", "web", "10.1.0.2", &[])),
+        ["ratings.shop.svc.cluster.local"]
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! endpoints depend on its locality and labels.
 
 use super::{DestinationRules, Rule, cluster_policy};
-use crate::locality_lb;
+use crate::locality_lb::{self, Dependence};
 use crate::names::parse_outbound_cluster;
 use crate::proxy::Proxy;
 use crate::registry::{Locality, Registry, Service, topology_labels};
@@ -39,18 +39,21 @@ impl Client {
     }
 }
 
-/// Whether `rule` makes `svc`'s endpoints (or DNS load assignments) depend on the proxy: a
-/// cluster with locality `distribute`, or with outlier detection (locality failover).
-pub(crate) fn client_sensitive(rule: &Rule, svc: &Service) -> bool {
+/// What of the proxy `rule` makes `svc`'s endpoints (or DNS load assignments) depend on:
+/// locality `distribute`, or outlier detection (locality failover, failover priorities).
+pub(crate) fn client_dependence(rule: &Rule, svc: &Service) -> Dependence {
     let subsets = std::iter::once("").chain(rule.spec.subsets.iter().map(|s| s.name.as_str()));
-    subsets.into_iter().any(|subset| {
-        svc.ports.iter().any(|p| {
-            let policy = cluster_policy(rule, p.port, subset);
-            locality_lb::effective(policy.load_balancer).is_some_and(|s| {
-                locality_lb::client_sensitive(s, policy.outlier_detection.is_some())
+    subsets
+        .flat_map(|subset| {
+            svc.ports.iter().map(move |p| {
+                let policy = cluster_policy(rule, p.port, subset);
+                locality_lb::effective(policy.load_balancer)
+                    .map(|s| locality_lb::dependence(s, policy.outlier_detection.is_some()))
+                    .unwrap_or(Dependence::Nothing)
             })
         })
-    })
+        .max()
+        .unwrap_or(Dependence::Nothing)
 }
 
 /// The services whose clusters and endpoints are built for one proxy, with the rule it uses
@@ -101,28 +104,31 @@ impl DestinationRules {
         proxy: &Proxy,
     ) -> ProxySpecific<'a> {
         let own_view = self.own_view(&proxy.namespace);
-        if !own_view && self.shared_client_sensitive.is_empty() {
+        if !own_view && self.shared_client_dependent.is_empty() {
             return ProxySpecific {
                 client: Client::default(),
                 services: Vec::new(),
             };
         }
         let client = Client::of(proxy, registry);
+        let affects = |d: Dependence| d.affects(&client.locality, &client.labels);
         let services = registry
             .services()
             .iter()
             .filter_map(|svc| {
                 if !own_view {
                     return self
-                        .shared_client_sensitive
-                        .contains(&svc.hostname)
+                        .shared_client_dependent
+                        .get(&svc.hostname)
+                        .is_some_and(|d| affects(*d))
                         .then(|| (svc, self.shared(svc)));
                 }
                 let mine = self
                     .outbound(&client.namespace, &client.labels, svc)
                     .map(|r| r.as_ref());
                 let differs = mine.map(|r| &r.spec) != self.shared(svc).map(|r| &r.spec);
-                (differs || mine.is_some_and(|r| client_sensitive(r, svc))).then_some((svc, mine))
+                let dependent = mine.is_some_and(|r| affects(client_dependence(r, svc)));
+                (differs || dependent).then_some((svc, mine))
             })
             .collect();
         ProxySpecific { client, services }
