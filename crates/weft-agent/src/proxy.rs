@@ -81,10 +81,13 @@ pub async fn run(root: PathBuf, proxy_type: ProxyType) -> Result<(), String> {
             h
         }),
     };
+    // The DNS proxy, fed by NDS through the xDS proxy.
+    let mut hooks = ProxyHooks::default();
+    crate::dns::start(&cfg, &mut hooks).await?;
     let xds = tokio::spawn(serve_xds_proxy(
         cfg.paths.xds_socket(),
         up,
-        ProxyHooks::default(),
+        hooks,
         stopped(stop_rx.clone()),
     ));
 

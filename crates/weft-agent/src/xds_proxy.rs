@@ -6,10 +6,12 @@
 //! forwarded unchanged. When either side ends, the other is ended with the same status; Envoy then
 //! reconnects and gets a new upstream stream.
 //!
-//! [`ProxyHooks`] lets the agent take some types for itself (NDS): their responses go to a channel
-//! instead of Envoy and the proxy ACKs them upstream.
+//! [`ProxyHooks`] lets the agent take some types for itself (NDS): their responses go to a
+//! handler and a channel instead of Envoy, and the proxy ACKs them upstream, or NACKs them with
+//! the handler's error as Istio's agent does (`error_detail {code: 13, message}`).
 
 use crate::upstream::{BoxFuture, Upstream};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use weft_proto::envoy_types::pb::envoy::service::discovery::v3::aggregated_disco
 use weft_proto::envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
 };
+use weft_proto::envoy_types::pb::google::rpc::Status as RpcStatus;
 use weft_proto::type_url;
 
 /// Largest xDS message accepted either way (Istio allows up to `i32::MAX`; a large mesh's CDS
@@ -43,6 +46,18 @@ pub struct ProxyHooks {
     /// Type URLs the proxy subscribes to itself on each upstream stream, right after forwarding
     /// Envoy's first LDS request (Istio's agent does this for NDS, which Envoy never asks for).
     pub request_after_first_lds: Vec<String>,
+    /// Per intercepted type URL, what applies a response; an `Err` is sent upstream as a NACK.
+    pub handlers: BTreeMap<String, InterceptHandler>,
+}
+
+/// Applies an intercepted response (e.g. installs a name table). `Err(message)` rejects it.
+#[derive(Clone)]
+pub struct InterceptHandler(pub Arc<dyn Fn(&Intercepted) -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for InterceptHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InterceptHandler")
+    }
 }
 
 /// One intercepted upstream response.
@@ -154,6 +169,8 @@ trait Flavor: Send + 'static {
     fn subscribe(type_url: &str) -> Self::Req;
     /// Turns an intercepted response into what the agent gets and the ACK to send upstream.
     fn consume(resp: Self::Resp, node_id: &str) -> (Intercepted, Self::Req);
+    /// Makes an ACK a NACK.
+    fn reject(ack: &mut Self::Req, detail: RpcStatus);
     fn open(
         client: AggregatedDiscoveryServiceClient<Channel>,
         request: Request<ReceiverStream<Self::Req>>,
@@ -209,6 +226,9 @@ impl Flavor for Sotw {
         };
         (got, ack)
     }
+    fn reject(ack: &mut DiscoveryRequest, detail: RpcStatus) {
+        ack.error_detail = Some(detail);
+    }
     fn open(
         mut client: AggregatedDiscoveryServiceClient<Channel>,
         request: Request<ReceiverStream<DiscoveryRequest>>,
@@ -257,6 +277,9 @@ impl Flavor for Delta {
             delta: true,
         };
         (got, ack)
+    }
+    fn reject(ack: &mut DeltaDiscoveryRequest, detail: RpcStatus) {
+        ack.error_detail = Some(detail);
     }
     fn open(
         mut client: AggregatedDiscoveryServiceClient<Channel>,
@@ -438,10 +461,17 @@ impl<F: Flavor> ProxyStream<F> {
         true
     }
 
-    /// Delivers an intercepted response to the agent and ACKs it upstream. Returns false when the
-    /// upstream request stream is gone.
+    /// Delivers an intercepted response to the agent and ACKs it upstream (NACKs it when its
+    /// handler rejects it). Returns false when the upstream request stream is gone.
     async fn intercept(&self, up: &mpsc::Sender<F::Req>, resp: F::Resp) -> bool {
-        let (got, ack) = F::consume(resp, &self.node);
+        let (got, mut ack) = F::consume(resp, &self.node);
+        if let Some(handler) = self.hooks.handlers.get(&got.type_url)
+            && let Err(message) = (handler.0)(&got)
+        {
+            tracing::warn!(stream = self.id, type_url = %got.type_url, version = %got.version_info, "rejected (NACK): {message}");
+            // Istio's agent: codes.Internal.
+            F::reject(&mut ack, RpcStatus { code: 13, message, details: Vec::new() });
+        }
         tracing::debug!(
             stream = self.id,
             type_url = %got.type_url,
@@ -878,6 +908,7 @@ mod tests {
             intercept_type_urls: vec![type_url::NAME_TABLE.to_string()],
             intercepted: Some(got_tx),
             request_after_first_lds: vec![type_url::NAME_TABLE.to_string()],
+            ..Default::default()
         };
         let mut f = Fixture::start(hooks).await;
 
