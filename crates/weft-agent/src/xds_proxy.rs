@@ -51,8 +51,11 @@ pub struct ProxyHooks {
 }
 
 /// Applies an intercepted response (e.g. installs a name table). `Err(message)` rejects it.
+pub type HandleFn = dyn Fn(&Intercepted) -> Result<(), String> + Send + Sync;
+
+/// A [`HandleFn`] the hooks can hold (and print).
 #[derive(Clone)]
-pub struct InterceptHandler(pub Arc<dyn Fn(&Intercepted) -> Result<(), String> + Send + Sync>);
+pub struct InterceptHandler(pub Arc<HandleFn>);
 
 impl std::fmt::Debug for InterceptHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -470,7 +473,14 @@ impl<F: Flavor> ProxyStream<F> {
         {
             tracing::warn!(stream = self.id, type_url = %got.type_url, version = %got.version_info, "rejected (NACK): {message}");
             // Istio's agent: codes.Internal.
-            F::reject(&mut ack, RpcStatus { code: 13, message, details: Vec::new() });
+            F::reject(
+                &mut ack,
+                RpcStatus {
+                    code: 13,
+                    message,
+                    details: Vec::new(),
+                },
+            );
         }
         tracing::debug!(
             stream = self.id,

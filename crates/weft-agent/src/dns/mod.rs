@@ -15,6 +15,8 @@
 //! | `query_log` | Istio's `dns:debug` query lines |
 
 mod nds;
+#[cfg(test)]
+mod nds_tests;
 mod persist;
 mod query_log;
 mod reply;
@@ -22,6 +24,10 @@ mod resolv_conf;
 mod server;
 mod settings;
 mod table;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
 mod upstream;
 
 use crate::config::{AgentConfig, ProxyType};
@@ -41,8 +47,7 @@ const PROXY_DOMAIN: &str = "svc.cluster.local";
 /// sidecar, `ISTIO_META_ENABLE_DNS_SERVER=true` anywhere) and has the xDS proxy request NDS and
 /// hand the tables to it. Serves the persisted table, if any, until weftd sends one.
 pub async fn start(cfg: &AgentConfig, hooks: &mut ProxyHooks) -> Result<(), String> {
-    let Some(settings) = settings::from_env(&cfg.env, cfg.proxy_type == ProxyType::Sidecar)?
-    else {
+    let Some(settings) = settings::from_env(&cfg.env, cfg.proxy_type == ProxyType::Sidecar)? else {
         return Ok(());
     };
     let resolv_path = resolv_conf::path_for(&cfg.paths.root);

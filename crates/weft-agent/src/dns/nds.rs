@@ -71,16 +71,25 @@ mod tests {
             .collect(),
         };
         let bytes = prost::Message::encode_to_vec(&table);
-        let got = decode(&intercepted(vec![resource(type_url::NAME_TABLE, bytes.clone())]))
-            .unwrap()
-            .unwrap();
+        let got = decode(&intercepted(vec![resource(
+            type_url::NAME_TABLE,
+            bytes.clone(),
+        )]))
+        .unwrap()
+        .unwrap();
         assert_eq!(got, (table, bytes));
         assert_eq!(decode(&intercepted(vec![])), Ok(None));
-        let err = decode(&intercepted(vec![resource(type_url::NAME_TABLE, vec![0xff, 0xff])]))
-            .unwrap_err();
+        let err = decode(&intercepted(vec![resource(
+            type_url::NAME_TABLE,
+            vec![0xff, 0xff],
+        )]))
+        .unwrap_err();
         assert!(err.starts_with("failed to unmarshal name table: "), "{err}");
         let err = decode(&intercepted(vec![resource(type_url::CLUSTER, vec![])])).unwrap_err();
-        assert!(err.contains("got \"type.googleapis.com/envoy.config.cluster.v3.Cluster\""), "{err}");
+        assert!(
+            err.contains("got \"type.googleapis.com/envoy.config.cluster.v3.Cluster\""),
+            "{err}"
+        );
         assert!(decode(&intercepted(vec![Resource::default()])).is_err());
     }
 }

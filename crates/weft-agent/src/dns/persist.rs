@@ -42,7 +42,9 @@ pub fn save(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("name-table.pb")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("name-table.pb")
     ));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -168,7 +170,10 @@ mod tests {
         persister.save(b"two".to_vec());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while std::fs::read(&p).ok().as_deref() != Some(b"two") {
-            assert!(tokio::time::Instant::now() < deadline, "latest table written");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "latest table written"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         std::fs::remove_dir_all(&root).unwrap();

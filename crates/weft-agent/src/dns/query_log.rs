@@ -62,7 +62,9 @@ impl Labels {
     pub fn forwarding(&self, hostname: &str) {
         emit(
             self,
-            &format!("response for hostname {hostname:?} not found in dns proxy, querying upstream"),
+            &format!(
+                "response for hostname {hostname:?} not found in dns proxy, querying upstream"
+            ),
         );
     }
 
@@ -96,7 +98,9 @@ fn format_line(at: SystemTime, message: &str, l: &Labels) -> String {
 
 /// `2024-05-01T10:00:00.123456Z`.
 fn utc_micros(at: SystemTime) -> String {
-    let d = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let d = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, day) = civil_from_days(days as i64);
@@ -295,7 +299,10 @@ mod tests {
             format_line(at, "request x", &labels),
             "2024-05-01T10:00:00.123456Z\tdebug\tdns\trequest x\tprotocol=udp edns=true id=id-1\n"
         );
-        assert_eq!(utc_micros(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            utc_micros(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000000Z"
+        );
         // A leap day.
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(utc_micros(leap), "2000-02-29T00:00:00.000000Z");
@@ -308,8 +315,10 @@ mod tests {
         assert_eq!(&u[14..15], "4");
         assert!("89ab".contains(&u[19..20]));
         assert_ne!(u, uuid_v4());
-        assert!(QueryLog { enabled: false }
-            .request(Transport::Udp, &Message::query())
-            .is_none());
+        assert!(
+            QueryLog { enabled: false }
+                .request(Transport::Udp, &Message::query())
+                .is_none()
+        );
     }
 }

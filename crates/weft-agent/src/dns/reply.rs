@@ -76,10 +76,16 @@ pub fn decide(bytes: &[u8], table: Option<&LookupTable>) -> Outcome {
     let family = match q.query_type() {
         RecordType::A => Family::V4,
         RecordType::AAAA => Family::V6,
-        _ => return Outcome::Forward { request: Box::new(request) },
+        _ => {
+            return Outcome::Forward {
+                request: Box::new(request),
+            };
+        }
     };
     if request.metadata.op_code != OpCode::Query || q.query_class() != DNSClass::IN {
-        return Outcome::Forward { request: Box::new(request) };
+        return Outcome::Forward {
+            request: Box::new(request),
+        };
     }
     let found = lookup_key(q.name()).and_then(|key| table.lookup(&key, family).map(answers));
     match found {
@@ -94,7 +100,9 @@ pub fn decide(bytes: &[u8], table: Option<&LookupTable>) -> Outcome {
                 found: true,
             }
         }
-        None => Outcome::Forward { request: Box::new(request) },
+        None => Outcome::Forward {
+            request: Box::new(request),
+        },
     }
 }
 
@@ -265,7 +273,11 @@ fn encode(m: &Message) -> Option<Vec<u8>> {
 
 /// A forwarded reply as the client gets it: unchanged when it fits, truncated when not, SERVFAIL
 /// when it is not a reply to `request`.
-pub fn relay(request: &Message, upstream: Option<&[u8]>, transport: Transport) -> (Message, Vec<u8>) {
+pub fn relay(
+    request: &Message,
+    upstream: Option<&[u8]>,
+    transport: Transport,
+) -> (Message, Vec<u8>) {
     let limit = size_limit(request, transport);
     let parsed = upstream.and_then(|b| Message::from_vec(b).ok().map(|m| (m, b)));
     match parsed {
@@ -306,7 +318,11 @@ mod tests {
                 (
                     "webapp.istioinaction.svc.cluster.local".to_string(),
                     NameInfo {
-                        ips: vec!["10.96.0.10".into(), "10.96.0.11".into(), "10.96.0.12".into()],
+                        ips: vec![
+                            "10.96.0.10".into(),
+                            "10.96.0.11".into(),
+                            "10.96.0.12".into(),
+                        ],
                         registry: "Kubernetes".into(),
                         shortname: "webapp".into(),
                         namespace: "istioinaction".into(),
@@ -351,7 +367,9 @@ mod tests {
 
     fn reply(o: Outcome) -> (Message, bool) {
         match o {
-            Outcome::Reply { response, found, .. } => (*response, found),
+            Outcome::Reply {
+                response, found, ..
+            } => (*response, found),
             other => panic!("expected a reply, got {other:?}"),
         }
     }
@@ -377,7 +395,13 @@ mod tests {
                 && a.name.to_ascii() == "WebApp.IstioInAction."
                 && a.record_type() == RecordType::A));
             assert!(r.edns.is_none(), "no OPT without one in the request");
-            orders.insert(format!("{:?}", r.answers.iter().map(|a| a.data.to_string()).collect::<Vec<_>>()));
+            orders.insert(format!(
+                "{:?}",
+                r.answers
+                    .iter()
+                    .map(|a| a.data.to_string())
+                    .collect::<Vec<_>>()
+            ));
         }
         assert!(orders.len() > 1, "answers are shuffled");
     }
@@ -411,9 +435,11 @@ mod tests {
             "webapp.istioinaction.forum-services.svc.cluster.local."
         );
         assert_eq!(c.data.to_string(), "webapp.istioinaction.");
-        assert!(r.answers[1..]
-            .iter()
-            .all(|a| a.name.to_ascii() == "webapp.istioinaction." && a.ttl == 30));
+        assert!(
+            r.answers[1..]
+                .iter()
+                .all(|a| a.name.to_ascii() == "webapp.istioinaction." && a.ttl == 30)
+        );
     }
 
     #[test]
@@ -426,7 +452,10 @@ mod tests {
             ("webapp.istioinaction.", RecordType::TXT),
         ] {
             assert!(
-                matches!(decide(&query(name, ty, None), Some(&t)), Outcome::Forward { .. }),
+                matches!(
+                    decide(&query(name, ty, None), Some(&t)),
+                    Outcome::Forward { .. }
+                ),
                 "{name} {ty}"
             );
         }
@@ -434,14 +463,20 @@ mod tests {
 
     #[test]
     fn servfail_before_the_first_table_and_without_a_question() {
-        let (r, found) = reply(decide(&query("webapp.istioinaction.", RecordType::A, None), None));
+        let (r, found) = reply(decide(
+            &query("webapp.istioinaction.", RecordType::A, None),
+            None,
+        ));
         assert!(!found);
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
         assert_eq!(r.queries.len(), 1);
         let mut m = Message::query();
         m.metadata.id = 7;
         let (r, _) = reply(decide(&m.to_vec().unwrap(), Some(&table())));
-        assert_eq!((r.metadata.id, r.metadata.response_code), (7, ResponseCode::ServFail));
+        assert_eq!(
+            (r.metadata.id, r.metadata.response_code),
+            (7, ResponseCode::ServFail)
+        );
     }
 
     #[test]
@@ -449,12 +484,18 @@ mod tests {
         let mut bytes = query("webapp.istioinaction.", RecordType::A, None);
         bytes.truncate(bytes.len() - 3);
         let (r, _) = reply(decide(&bytes, Some(&table())));
-        assert_eq!((r.metadata.id, r.metadata.response_code), (4242, ResponseCode::FormErr));
+        assert_eq!(
+            (r.metadata.id, r.metadata.response_code),
+            (4242, ResponseCode::FormErr)
+        );
         assert!(matches!(decide(&[1, 2, 3], Some(&table())), Outcome::Drop));
         // A response is never answered (no loops between servers).
         let mut resp = Message::response(1, OpCode::Query);
         resp.add_query(Query::query(Name::from_ascii("a.").unwrap(), RecordType::A));
-        assert!(matches!(decide(&resp.to_vec().unwrap(), None), Outcome::Drop));
+        assert!(matches!(
+            decide(&resp.to_vec().unwrap(), None),
+            Outcome::Drop
+        ));
     }
 
     #[test]
@@ -512,7 +553,11 @@ mod tests {
             let mut more = back.clone();
             more.answers.push(back.answers[0].clone());
             assert!(more.to_vec().unwrap().len() > limit);
-            assert_eq!(back.edns.is_some(), edns.is_some(), "OPT kept when truncating");
+            assert_eq!(
+                back.edns.is_some(),
+                edns.is_some(),
+                "OPT kept when truncating"
+            );
         }
         // Within the requestor's size: everything, no TC.
         let bytes = query("big.example.", RecordType::A, Some(4096));

@@ -27,7 +27,9 @@ impl ResolvConf {
                     None => problems.push("nameserver without an address".to_string()),
                 },
                 Some("search") => out.search = words.map(normalize_domain).collect(),
-                Some("domain") => out.search = words.next().map(normalize_domain).into_iter().collect(),
+                Some("domain") => {
+                    out.search = words.next().map(normalize_domain).into_iter().collect()
+                }
                 _ => {}
             }
         }
@@ -93,7 +95,11 @@ mod tests {
         );
         assert_eq!(
             rc.search,
-            ["forum-services.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+            [
+                "forum-services.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
         );
         assert_eq!(rc.first_search(), Some("forum-services.svc.cluster.local"));
         assert_eq!(

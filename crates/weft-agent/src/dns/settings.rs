@@ -165,7 +165,10 @@ mod tests {
                 ("ISTIO_META_DNS_CAPTURE", "true"),
                 ("DNS_PROXY_ADDR", "127.0.0.1:5353"),
                 ("DNS_FORWARD_TIMEOUT", "250ms"),
-                ("ISTIO_AGENT_FLAGS", "--log_output_level=default:info,dns:debug"),
+                (
+                    "ISTIO_AGENT_FLAGS",
+                    "--log_output_level=default:info,dns:debug",
+                ),
             ]),
             true,
         )
@@ -192,13 +195,19 @@ mod tests {
         assert!(dns_scope_is_debug(
             "--proxyLogLevel=info --log_output_level=default:warn,dns:debug"
         ));
-        assert!(!dns_scope_is_debug("--log_output_level=debug"), "default scope only");
+        assert!(
+            !dns_scope_is_debug("--log_output_level=debug"),
+            "default scope only"
+        );
         assert!(!dns_scope_is_debug("--log_output_level=dns:info"));
         assert!(!dns_scope_is_debug("--log_output_level=dns:debug,all:info"));
         assert!(!dns_scope_is_debug(
             "--log_output_level=dns:debug --log_output_level=dns:info"
         ));
-        assert!(!dns_scope_is_debug("log_output_level=dns:debug"), "not a flag");
+        assert!(
+            !dns_scope_is_debug("log_output_level=dns:debug"),
+            "not a flag"
+        );
         assert!(!dns_scope_is_debug(""));
     }
 

@@ -223,7 +223,10 @@ pub fn alt_names(host: &str, info: &NameInfo, scope: &ProxyScope) -> Vec<String>
     let short = info.shortname.to_ascii_lowercase();
     let ns = info.namespace.to_ascii_lowercase();
     // Only in the proxy's own cluster domain, and only with a short name to build from.
-    if scope.domain.is_empty() || !host.ends_with(&scope.domain) || short.is_empty() || ns.is_empty()
+    if scope.domain.is_empty()
+        || !host.ends_with(&scope.domain)
+        || short.is_empty()
+        || ns.is_empty()
     {
         return out;
     }
@@ -367,7 +370,9 @@ mod tests {
             ..info(&[], "Kubernetes", "x", "y")
         };
         assert_eq!(
-            alt_names("x.y.svc.cluster.local", &with_alt, &s).last().unwrap(),
+            alt_names("x.y.svc.cluster.local", &with_alt, &s)
+                .last()
+                .unwrap(),
             "legacy.name."
         );
     }
@@ -385,17 +390,27 @@ mod tests {
         }
         // Not the proxy's namespace: no short name; and never `.svc.cluster.`.
         assert_eq!(t.lookup("webapp.", Family::V4), None);
-        assert_eq!(t.lookup("webapp.istioinaction.svc.cluster.", Family::V4), None);
+        assert_eq!(
+            t.lookup("webapp.istioinaction.svc.cluster.", Family::V4),
+            None
+        );
         assert_eq!(
             direct(&t, "forum.", Family::V4),
             Some(ips(&["10.96.0.20"])),
             "own namespace"
         );
         assert_eq!(direct(&t, "forum.", Family::V6), Some(ips(&["fd00::20"])));
-        assert_eq!(direct(&t, "api.example.com.", Family::V4), Some(ips(&["240.240.0.1"])));
+        assert_eq!(
+            direct(&t, "api.example.com.", Family::V4),
+            Some(ips(&["240.240.0.1"]))
+        );
         // Known name, no address of that family: found, empty.
         assert_eq!(direct(&t, "api.example.com.", Family::V6), Some(vec![]));
-        assert_eq!(t.lookup("api.example.com", Family::V4), None, "lookups are dot-terminated");
+        assert_eq!(
+            t.lookup("api.example.com", Family::V4),
+            None,
+            "lookups are dot-terminated"
+        );
         assert_eq!(t.lookup("unknown.example.", Family::V4), None);
     }
 
@@ -412,12 +427,18 @@ mod tests {
         assert_eq!(found.owner, Owner::Name("webapp.istioinaction."));
         assert_eq!(found.ips, ips(&["10.96.0.10"]));
         let found = t
-            .lookup("api.example.com.forum-services.svc.cluster.local.", Family::V4)
+            .lookup(
+                "api.example.com.forum-services.svc.cluster.local.",
+                Family::V4,
+            )
             .unwrap();
         assert_eq!(found.cname, Some("api.example.com."));
         // No address of the family: found, but nothing at all in the answer (Istio).
         let found = t
-            .lookup("api.example.com.forum-services.svc.cluster.local.", Family::V6)
+            .lookup(
+                "api.example.com.forum-services.svc.cluster.local.",
+                Family::V6,
+            )
             .unwrap();
         assert_eq!((found.cname, found.ips), (None, &[][..]));
         // `forum.` + the search domain is the host itself: a direct answer, no CNAME.
@@ -435,11 +456,17 @@ mod tests {
         );
         // Only the first search domain.
         let other = table(
-            &[("api.example.com", info(&["240.240.0.1"], "External", "", ""))],
+            &[(
+                "api.example.com",
+                info(&["240.240.0.1"], "External", "", ""),
+            )],
             None,
         );
         assert_eq!(
-            other.lookup("api.example.com.forum-services.svc.cluster.local.", Family::V4),
+            other.lookup(
+                "api.example.com.forum-services.svc.cluster.local.",
+                Family::V4
+            ),
             None
         );
     }
@@ -488,14 +515,25 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(direct(&t, "api.ns.", Family::V4), Some(ips(&["10.0.0.2"])), "exact wins");
-        assert_eq!(direct(&t, "a.", Family::V4), Some(ips(&["10.0.0.4"])), "first host wins");
+        assert_eq!(
+            direct(&t, "api.ns.", Family::V4),
+            Some(ips(&["10.0.0.2"])),
+            "exact wins"
+        );
+        assert_eq!(
+            direct(&t, "a.", Family::V4),
+            Some(ips(&["10.0.0.4"])),
+            "first host wins"
+        );
     }
 
     #[test]
     fn hosts_without_addresses_are_skipped() {
         let t = table(
-            &[("bad.example", info(&["nope", "10.0.0.0/8"], "External", "", ""))],
+            &[(
+                "bad.example",
+                info(&["nope", "10.0.0.0/8"], "External", "", ""),
+            )],
             None,
         );
         assert_eq!(t.len(), 0);

@@ -65,15 +65,19 @@ async fn tcp(server: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(server).await?;
     stream.set_nodelay(true)?;
     write_frame(&mut stream, request).await?;
-    read_frame(&mut stream)
-        .await?
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed without a reply"))
+    read_frame(&mut stream).await?.ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed without a reply")
+    })
 }
 
 /// Writes one length-prefixed DNS message (RFC 1035 §4.2.2).
-pub async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, message: &[u8]) -> std::io::Result<()> {
-    let len = u16::try_from(message.len())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "message over 65535 bytes"))?;
+pub async fn write_frame<W: AsyncWriteExt + Unpin>(
+    w: &mut W,
+    message: &[u8],
+) -> std::io::Result<()> {
+    let len = u16::try_from(message.len()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "message over 65535 bytes")
+    })?;
     let mut frame = Vec::with_capacity(message.len() + 2);
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(message);
