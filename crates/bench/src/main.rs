@@ -4,6 +4,7 @@
 
 mod baseline;
 mod ca;
+mod dns;
 mod join;
 mod stats;
 mod weftd;
@@ -30,6 +31,28 @@ enum Command {
     /// VM join time: agent start → first successful request from webapp, and its parts, with a
     /// fast probe and with Istio's default probe period (release binaries, netns lab, as root).
     Join(JoinArgs),
+    /// DNS proxy: weft-agent's vs dnsmasq on the same names, QPS with each server on one core
+    /// and latency percentiles at a fixed rate, with dnsperf; and the agent's RSS (netns, root).
+    Dns(DnsArgs),
+}
+
+#[derive(clap::Args)]
+struct DnsArgs {
+    /// Names in the table (and in dnsmasq's hosts file, and queried).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    names: u64,
+    /// Seconds of each dnsperf run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
+    seconds: u32,
+    /// Saturation runs per server (alternating); the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    rounds: u64,
+    /// The fixed rate of the latency run, queries per second (dnsperf -Q).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: u32,
+    /// The weft-agent binary (default: the one beside weft-bench).
+    #[arg(long)]
+    agent: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -128,6 +151,18 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let result = match cli.command {
         Command::Ca(args) => ca::run(&args.config()).await,
+        Command::Dns(args) => {
+            let cfg = dns::Config {
+                names: args.names as usize,
+                seconds: args.seconds,
+                rate: args.rate,
+                rounds: args.rounds as usize,
+                agent: args.agent,
+            };
+            tokio::task::spawn_blocking(move || dns::run(&cfg))
+                .await
+                .unwrap_or_else(|e| Err(format!("dns benchmark panicked: {e}")))
+        }
         Command::Join(args) => {
             let cfg = join::Config {
                 runs: args.runs as usize,
