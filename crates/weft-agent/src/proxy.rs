@@ -23,6 +23,11 @@ pub async fn run(root: PathBuf, proxy_type: ProxyType) -> Result<(), String> {
     let root_pem = certs::read_root(&cfg)?;
     let envoy_binary = find_envoy_binary(&cfg.env)?;
 
+    // The DNS proxy before anything waits for weftd: it serves the saved name table at once, and
+    // NDS reaches it through the xDS proxy's hooks.
+    let mut hooks = ProxyHooks::default();
+    crate::dns::start(&cfg, &mut hooks).await?;
+
     let (manager, cert_watch) = CertManager::new(cfg.clone());
     if manager.load_existing().is_none() {
         if certs::read_token(&cfg.paths.token()).is_none() {
@@ -81,9 +86,6 @@ pub async fn run(root: PathBuf, proxy_type: ProxyType) -> Result<(), String> {
             h
         }),
     };
-    // The DNS proxy, fed by NDS through the xDS proxy.
-    let mut hooks = ProxyHooks::default();
-    crate::dns::start(&cfg, &mut hooks).await?;
     let xds = tokio::spawn(serve_xds_proxy(
         cfg.paths.xds_socket(),
         up,

@@ -89,6 +89,7 @@ pub async fn start(cfg: &AgentConfig, hooks: &mut ProxyHooks) -> Result<(), Stri
     }
     let persister = persist::Persister::start(saved, loaded.as_ref().map(|(_, b)| b.as_slice()));
     drop(loaded);
+    trim_heap();
 
     let has_v6 = resolv.nameservers.iter().any(|s| s.is_ipv6());
     for addr in settings::listen_addrs(&settings.addr, has_v6)? {
@@ -113,6 +114,7 @@ pub async fn start(cfg: &AgentConfig, hooks: &mut ProxyHooks) -> Result<(), Stri
         }
         resolver.set_table(lookup);
         persister.save(bytes);
+        trim_heap();
         Ok(())
     };
     let nt = type_url::NAME_TABLE.to_string();
@@ -122,4 +124,15 @@ pub async fn start(cfg: &AgentConfig, hooks: &mut ProxyHooks) -> Result<(), Stri
         .handlers
         .insert(nt, InterceptHandler(Arc::new(handler)));
     Ok(())
+}
+
+/// Gives the heap pages freed by a table change (the decoded message, the old table) back to the
+/// system. glibc keeps them otherwise, and a 10,000-name table's decoding garbage would stay in the
+/// agent's RSS for good.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer; it only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

@@ -9,8 +9,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 use weft_proto::nds::NameTable;
 
 pub fn path(root: &Path) -> PathBuf {
@@ -66,20 +66,30 @@ pub fn save(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Hands tables to a background writer; only the latest is written when they come fast.
+/// Hands tables to a background writer; only the latest is written when they come fast, and
+/// none is kept in memory once written.
 #[derive(Clone)]
 pub struct Persister {
-    latest: watch::Sender<Option<Arc<Vec<u8>>>>,
+    latest: Arc<Latest>,
+}
+
+#[derive(Default)]
+struct Latest {
+    bytes: Mutex<Option<Vec<u8>>>,
+    ready: Notify,
 }
 
 impl Persister {
     /// Starts the writer for `path`. `current` is what the file already holds, if known.
     pub fn start(path: PathBuf, current: Option<&[u8]>) -> Self {
-        let (latest, mut rx) = watch::channel::<Option<Arc<Vec<u8>>>>(None);
+        let latest = Arc::new(Latest::default());
         let mut written = current.map(digest);
+        let slot = latest.clone();
         tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
-                let Some(bytes) = rx.borrow_and_update().clone() else {
+            loop {
+                slot.ready.notified().await;
+                let Some(bytes) = slot.bytes.lock().unwrap_or_else(|e| e.into_inner()).take()
+                else {
                     continue;
                 };
                 let d = digest(&bytes);
@@ -103,7 +113,8 @@ impl Persister {
     }
 
     pub fn save(&self, bytes: Vec<u8>) {
-        let _ = self.latest.send(Some(Arc::new(bytes)));
+        *self.latest.bytes.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+        self.latest.ready.notify_one();
     }
 }
 
