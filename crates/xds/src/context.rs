@@ -248,8 +248,7 @@ impl PushContext {
             let rule = self.destination_rules.shared(svc);
             for p in &svc.ports {
                 let net = (&self.networks, view);
-                for (name, cla) in endpoints::outbound(svc, p.port, rule, &Client::default(), net)
-                {
+                for (name, cla) in endpoints::outbound(svc, p.port, rule, &Client::default(), net) {
                     out.push(resource(name, cla));
                 }
             }
