@@ -109,6 +109,10 @@ impl PushContext {
         &self.mesh
     }
 
+    pub(crate) fn virtual_services(&self) -> &VirtualServices {
+        &self.virtual_services
+    }
+
     pub fn networks(&self) -> &Networks {
         &self.networks
     }
@@ -137,7 +141,7 @@ impl PushContext {
     pub fn generate(&self, proxy: &Proxy, type_url: &str) -> Vec<Arc<NamedResource>> {
         let sidecar = proxy.kind == ProxyKind::Sidecar;
         match type_url {
-            type_url::CLUSTER | type_url::ENDPOINT | type_url::LISTENER
+            type_url::CLUSTER | type_url::ENDPOINT | type_url::LISTENER | type_url::ROUTE
                 if proxy.kind == ProxyKind::Router =>
             {
                 gateway::generate(self, proxy, type_url)

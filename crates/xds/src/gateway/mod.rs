@@ -10,14 +10,18 @@
 //! - EDS: the outbound endpoints as the router's network view has them (split horizon), plus
 //!   the SNI-DNAT clusters' endpoints.
 //!
-//! Not handled yet: plaintext HTTP servers and HTTPS servers that terminate TLS (ingress HTTP
-//! routing: it is to reuse the sidecars' VirtualService route builder), and TLS termination on
-//! TCP/TLS servers. Such servers are merged (so that they still take their ports and hosts, as in
-//! Istio) but give no filter chains, and a listener without chains is left out, as istiod leaves
-//! it out.
+//! - HTTP listeners and terminated HTTPS servers: HTTP connection managers on RDS, the route
+//!   configurations from the bound VirtualServices (see [`http`]).
+//! - RDS: one route configuration per name the HTTP chains use.
+//!
+//! Not handled yet: TLS termination on TLS (non-HTTPS) servers, `ISTIO_MUTUAL` and
+//! `OPTIONAL_MUTUAL` servers, and `credentialName`. Such servers are merged (so that they still
+//! take their ports and hosts, as in Istio) but give no filter chains, and a listener without
+//! chains is left out, as istiod leaves it out.
 
 mod chains;
 mod hosts;
+mod http;
 mod merge;
 mod sni_dnat;
 mod subsets;
@@ -50,6 +54,7 @@ pub(crate) fn generate(
         type_url::CLUSTER => router.clusters(),
         type_url::ENDPOINT => router.endpoints(),
         type_url::LISTENER => router.listeners(),
+        type_url::ROUTE => router.routes(proxy),
         _ => Vec::new(),
     }
 }
@@ -139,7 +144,12 @@ impl<'a> Router<'a> {
     fn chains(&self, l: &MergedListener<'_>) -> Vec<FilterChain> {
         let (snapshot, registry) = (self.ctx.snapshot(), self.ctx.registry());
         match l.class {
-            ListenerClass::Http => Vec::new(),
+            ListenerClass::Http => l
+                .servers
+                .first()
+                .and_then(|s| http::plaintext_chain(s, &l.name(), l.port))
+                .into_iter()
+                .collect(),
             ListenerClass::Tcp => l
                 .servers
                 .iter()
@@ -158,6 +168,9 @@ impl<'a> Router<'a> {
                         Some("PASSTHROUGH") => {
                             chains::tls_passthrough(snapshot, registry, s, &mut taken)
                         }
+                        Some("SIMPLE" | "MUTUAL") => http::https_chain(s, &l.name(), l.port)
+                            .into_iter()
+                            .collect(),
                         _ => Vec::new(),
                     };
                     // Envoy refuses two chains with the same match: the first server wins.
@@ -173,6 +186,40 @@ impl<'a> Router<'a> {
                 out
             }
         }
+    }
+}
+
+impl Router<'_> {
+    /// The route configurations the router's HTTP chains use, by name; the servers of each in
+    /// merge order.
+    fn routes(&self, proxy: &Proxy) -> Vec<Arc<NamedResource>> {
+        let mut by_name: BTreeMap<String, Vec<&merge::BoundServer<'_>>> = BTreeMap::new();
+        for l in &self.listeners {
+            for s in &l.servers {
+                let served = match l.class {
+                    ListenerClass::Http => true,
+                    ListenerClass::Tls => matches!(s.tls_mode(), Some("SIMPLE" | "MUTUAL")),
+                    ListenerClass::Tcp => false,
+                };
+                if served && let Some(name) = http::route_name(s, l.port) {
+                    by_name.entry(name).or_default().push(s);
+                }
+            }
+        }
+        let labels = self.ctx.registry().proxy_labels(proxy);
+        let inputs = http::RouteInputs {
+            registry: self.ctx.registry(),
+            virtual_services: self.ctx.virtual_services(),
+            proxy_namespace: &proxy.namespace,
+            proxy_labels: &labels,
+        };
+        by_name
+            .iter()
+            .map(|(name, servers)| {
+                let rc = http::route_config(&inputs, name, servers);
+                resource(rc.name.clone(), rc)
+            })
+            .collect()
     }
 }
 

@@ -14,6 +14,7 @@ use weft_proto::envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, lb_endpoint,
 };
 use weft_proto::envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener, filter};
+use weft_proto::envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy,
 };
@@ -232,7 +233,7 @@ fn every_eds_cluster_of_a_router_has_endpoints() {
 }
 
 #[test]
-fn gateways_apply_by_selector_and_http_servers_give_no_listener() {
+fn gateways_apply_by_selector_and_http_servers_listen_on_rds() {
     let ctx = context(LAB, "{}");
     // Not the east-west gateway: only the selector-less istiod-gateway applies.
     let other = router("198.18.0.50", json!({"istio": "ingressgateway"}));
@@ -246,7 +247,8 @@ fn gateways_apply_by_selector_and_http_servers_give_no_listener() {
             .iter()
             .any(|c| c.name.starts_with("outbound_."))
     );
-    // Plain HTTP servers (ingress HTTP routing) give no listener yet.
+    // A plain HTTP server listens with an HTTP connection manager on RDS `http.<port>`; with
+    // no VirtualService bound, its route configuration is the 404 blackhole.
     let http = "apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: web, namespace: istio-system}
@@ -257,7 +259,21 @@ spec:
     hosts: ['*']
 ";
     let ctx = context(&format!("{LAB}---\n{http}"), "{}");
-    assert_eq!(listeners(&ctx, &other).len(), 2);
+    let names: Vec<String> = listeners(&ctx, &other)
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(names, ["0.0.0.0_15012", "0.0.0.0_15017", "0.0.0.0_8080"]);
+    let routes: Vec<RouteConfiguration> = ctx
+        .generate(&other, type_url::ROUTE)
+        .iter()
+        .map(|r| decode(r))
+        .collect();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].name, "http.8080");
+    assert_eq!(routes[0].virtual_hosts[0].name, "blackhole:8080");
+    // The east-west gateway (no HTTP server) gets no route configuration.
+    assert!(ctx.generate(&eastwest(), type_url::ROUTE).is_empty());
 }
 
 const EXTRA: &str = "apiVersion: networking.istio.io/v1
