@@ -11,12 +11,15 @@
 //! ```
 //!
 //! Using the helloworld seed (004): its Gateway (port 80, `hosts: "*"`), its DestinationRule and
-//! its 70/30 subset VirtualService, bound to that Gateway (and to an HTTPS Gateway) with the
-//! host `hello.example.com` added:
+//! its 70/30 subset VirtualService, bound to that Gateway (and to a second Gateway with TLS
+//! servers) with the hosts `hello.example.com` and `example.com` added:
 //! - 1,000 requests to the gateway's port 80 split 70/30 within ±5 points;
 //! - a Host no virtual host admits gets 404;
 //! - an HTTPS server with certificate files (a CA and a certificate made with openssl here)
-//!   serves the same routes over TLS, checked with `curl --cacert --resolve`.
+//!   serves the same routes over TLS, checked with `curl --cacert --resolve`; a MUTUAL one
+//!   wants a client certificate from the CA;
+//! - an HTTP server for `*.example.com` with `httpsRedirect` redirects hello.example.com and
+//!   gives 404 for example.com (a VirtualService host the Gateway host does not admit).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -73,7 +76,9 @@ spec:
     out
 }
 
-/// An HTTPS Gateway for hello.example.com with certificate files in `dir`.
+/// A second Gateway with certificate files in `dir`: SIMPLE HTTPS for hello.example.com on 443,
+/// MUTUAL on 8443 (client certificates from the test CA), and plaintext `*.example.com` on 8080
+/// redirecting to HTTPS.
 fn https_gateway(dir: &Path) -> String {
     let d = dir.display();
     format!(
@@ -89,6 +94,16 @@ spec:
       mode: SIMPLE
       serverCertificate: {d}/tls.crt
       privateKey: {d}/tls.key
+  - port: {{number: 8443, name: https-mutual, protocol: HTTPS}}
+    hosts: [hello.example.com]
+    tls:
+      mode: MUTUAL
+      serverCertificate: {d}/tls.crt
+      privateKey: {d}/tls.key
+      caCertificates: {d}/ca.crt
+  - port: {{number: 8080, name: http-redirect, protocol: HTTP}}
+    hosts: [\"*.example.com\"]
+    tls: {{httpsRedirect: true}}
 "
     )
 }
@@ -106,7 +121,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA (`ca.crt`) and a certificate for hello.example.com it signed (`tls.crt`, `tls.key`).
+/// A CA (`ca.crt`), a server certificate for hello.example.com it signed (`tls.crt`,
+/// `tls.key`) and a client certificate (`client.crt`, `client.key`).
 fn make_certificates(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let ec = [
@@ -149,6 +165,29 @@ fn make_certificates(dir: &Path) {
             "1",
             "-extfile",
             "san.ext",
+        ],
+    );
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "client.key", "-out", "client.csr"]);
+    csr.extend(["-subj", "/CN=outside client"]);
+    openssl(dir, &csr);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "1",
         ],
     );
 }
@@ -246,7 +285,7 @@ fn ingress_gateway_splits_70_30_rejects_unknown_hosts_and_terminates_https() {
             "004-virtualservice-helloworld-subsets-70-30.yaml",
             &[(
                 "  - \"helloworld.default.svc.cluster.local\"\n",
-                "  - \"helloworld.default.svc.cluster.local\"\n  - hello.example.com\n  gateways: [helloworld-gateway, hello-tls]\n",
+                "  - \"helloworld.default.svc.cluster.local\"\n  - hello.example.com\n  - example.com\n  gateways: [helloworld-gateway, hello-tls]\n",
             )],
         ),
     );
@@ -343,6 +382,56 @@ fn ingress_gateway_splits_70_30_rejects_unknown_hosts_and_terminates_https() {
         )
         .unwrap();
     assert!(!out.status.success(), "untrusted certificate accepted");
+
+    // MUTUAL: with the client certificate the routes answer; without one the handshake fails.
+    let resolve_mutual = format!("hello.example.com:8443:{gw_edge}");
+    let (cert, key) = (certs.join("client.crt"), certs.join("client.key"));
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+    let mutual_url = "https://hello.example.com:8443/hello";
+    let mut mtls = vec![
+        "--cacert",
+        ca.as_str(),
+        "--resolve",
+        resolve_mutual.as_str(),
+    ];
+    let (code, body) = call(
+        &client,
+        &[&mtls[..], &["--cert", &cert, "--key", &key, mutual_url]].concat(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("server=helloworld-v"), "{body}");
+    mtls.push(mutual_url);
+    let out = client.curl(&mtls, Duration::from_secs(5)).unwrap();
+    assert!(
+        !out.status.success(),
+        "no client certificate accepted: {}",
+        out.stdout
+    );
+
+    // `*.example.com` with httpsRedirect on 8080: hello.example.com is redirected to HTTPS;
+    // example.com (a host of the VirtualService, but one `*.example.com` does not admit) is 404.
+    let redirect_url = format!("http://{gw_edge}:8080/hello");
+    let out = client
+        .curl(
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+                "-H",
+                host,
+                &redirect_url,
+            ],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(out.stdout, "301 https://hello.example.com/hello");
+    let (code, body) = call(&client, &["-H", "Host: example.com", &redirect_url]);
+    assert_eq!(code, 404, "{body}");
+    // On port 80 (`*`) the same example.com is admitted.
+    let (code, body) = call(&client, &["-H", "Host: example.com", &http_url]);
+    assert_eq!(code, 200, "{body}");
 
     // Envoy accepted every push.
     let syncz = cp.syncz().unwrap();
