@@ -70,8 +70,20 @@ fn listeners_and_route_names_follow_istio() {
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(
         names,
-        ["0.0.0.0_443", "0.0.0.0_80", "0.0.0.0_8080", "0.0.0.0_8443"]
+        [
+            "0.0.0.0_443",
+            "0.0.0.0_80",
+            "0.0.0.0_8080",
+            "0.0.0.0_8443",
+            "0.0.0.0_9443"
+        ]
     );
+    // The TLS server: TLS terminated, then the TCP route.
+    let db = &listeners[4].filter_chains[0];
+    let m = db.filter_chain_match.as_ref().unwrap();
+    assert_eq!(m.server_names, ["db.example.com"]);
+    assert!(db.transport_socket.is_some());
+    assert!(db.filters[0].name.ends_with("tcp_proxy"));
     let https = &listeners[0];
     assert_eq!(https.filter_chains.len(), 1);
     let m = https.filter_chains[0].filter_chain_match.as_ref().unwrap();
@@ -203,7 +215,7 @@ fn envoy_accepts_the_ingress_gateway() {
     let ctx = context(&yaml);
     let gw = ingress();
     let (listeners, mut clusters) = static_resources(&ctx, &gw);
-    assert_eq!(listeners.len(), 4);
+    assert_eq!(listeners.len(), 5);
     clusters.push(sds_grpc_cluster(&dir));
     let bootstrap = Bootstrap {
         node: Some(Node {

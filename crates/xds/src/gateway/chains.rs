@@ -10,7 +10,8 @@
 //!   skips the match.
 //! - a plaintext TCP server: the first `tcp` route that matches, one chain without a match.
 //!
-//! TLS termination (`SIMPLE`, `MUTUAL`, `ISTIO_MUTUAL`, `OPTIONAL_MUTUAL`) gets no chains yet.
+//! `SIMPLE`/`MUTUAL` TLS servers put the TCP server's chain behind TLS termination
+//! (`super::http::terminated`); `ISTIO_MUTUAL` and `OPTIONAL_MUTUAL` get no chains yet.
 
 use super::hosts::{matches, resolve_gateway, resolve_short, subset_of};
 use super::merge::BoundServer;

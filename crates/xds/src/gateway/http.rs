@@ -7,8 +7,8 @@
 //!   certificates checked against `caCertificates`), and using RDS
 //!   `https.<port>.<portName>.<gateway>.<namespace>[.<bind>]`.
 //!
-//! A route configuration has one virtual host per host a server and a bound VirtualService have
-//! in common (Istio's `Names.Intersection`: the narrower of two names when one contains the
+//! A route configuration has one virtual host per host a server and a bound VirtualService with
+//! HTTP routes for it have in common (Istio's `Names.Intersection`: the narrower of two names when one contains the
 //! other, so `*.example.com` admits `dev.example.com` but not `example.com`; a `ns/host` server
 //! host only for VirtualServices in `ns`). Several VirtualServices giving one host are merged:
 //! their routes are appended in the order the router sees the VirtualServices, then the catch-all
@@ -18,8 +18,13 @@
 //! VirtualService. Without any virtual host the configuration has `blackhole:<port>`, matching
 //! any domain with no routes: every request gets 404.
 //!
-//! Certificates come from files only: `credentialName` (a Kubernetes secret) has no source
-//! without Kubernetes, so a server with only a `credentialName` gets no chain.
+//! A TLS (not HTTPS) server with `SIMPLE` or `MUTUAL` terminates TLS the same way in front of the
+//! `tcp` routes' chain (see [`terminated`]).
+//!
+//! Certificates come from files only (Envoy reads them; Istio hands file paths to the agent's
+//! SDS instead): `credentialName` (a Kubernetes secret) has no source without Kubernetes, so a
+//! server with only a `credentialName` gets no chain. `ISTIO_MUTUAL` and `OPTIONAL_MUTUAL`
+//! servers get no chain yet.
 
 use super::merge::BoundServer;
 use crate::http_route::matching::is_catch_all;
@@ -127,31 +132,43 @@ pub(crate) fn https_chain(
     listener_name: &str,
     port: u32,
 ) -> Option<FilterChain> {
+    let rds = route_name(server, port)?;
+    let stat_prefix = if server.server.name.is_empty() {
+        format!("outbound_{listener_name}")
+    } else {
+        server.server.name.clone()
+    };
+    terminated(
+        server,
+        FilterChain {
+            filters: vec![gateway_hcm(stat_prefix, rds)],
+            ..Default::default()
+        },
+    )
+}
+
+/// `chain` behind TLS termination with the server's certificate files, matching its hosts by
+/// SNI (none for `*`). `None` when the server has no certificate files. Used for HTTPS servers
+/// and, with the `tcp` routes' chain, for TLS servers (Istio's TCP server with terminating TLS).
+pub(crate) fn terminated(server: &BoundServer<'_>, chain: FilterChain) -> Option<FilterChain> {
     let tls = server.server.tls.as_ref()?;
     if tls.server_certificate.is_empty() || tls.private_key.is_empty() {
         return None;
     }
-    let rds = route_name(server, port)?;
     let names = server.sni_hosts();
     let server_names = if names.iter().any(|h| h == "*") {
         Vec::new()
     } else {
         names
     };
-    let stat_prefix = if server.server.name.is_empty() {
-        format!("outbound_{listener_name}")
-    } else {
-        server.server.name.clone()
-    };
     Some(FilterChain {
         filter_chain_match: (!server_names.is_empty()).then(|| FilterChainMatch {
             server_names,
             ..Default::default()
         }),
-        filters: vec![gateway_hcm(stat_prefix, rds)],
         transport_socket: Some(transport_socket(TLS_SOCKET, pack_any(downstream_tls(tls)))),
         transport_socket_connect_timeout: secs(CONNECT_TIMEOUT_SECS),
-        ..Default::default()
+        ..chain
     })
 }
 
@@ -332,6 +349,10 @@ pub(crate) fn route_config(
                     (next_id, http_routes(vs, &opts))
                 })
                 .clone();
+            // Istio's "no routes matched": the VirtualService gives this server nothing.
+            if routes.is_empty() {
+                continue;
+            }
             for h in common {
                 let h = h.to_ascii_lowercase();
                 let v = vhosts.entry(h.clone()).or_insert_with(|| Vhost {

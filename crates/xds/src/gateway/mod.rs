@@ -14,8 +14,10 @@
 //!   configurations from the bound VirtualServices (see [`http`]).
 //! - RDS: one route configuration per name the HTTP chains use.
 //!
-//! Not handled yet: TLS termination on TLS (non-HTTPS) servers, `ISTIO_MUTUAL` and
-//! `OPTIONAL_MUTUAL` servers, and `credentialName`. Such servers are merged (so that they still
+//! - TLS servers with `SIMPLE`/`MUTUAL`: TLS terminated with the certificate files, then the
+//!   `tcp` routes as on a plaintext TCP server.
+//!
+//! Not handled yet: `ISTIO_MUTUAL` and `OPTIONAL_MUTUAL` servers, and `credentialName`. Such servers are merged (so that they still
 //! take their ports and hosts, as in Istio) but give no filter chains, and a listener without
 //! chains is left out, as istiod leaves it out.
 
@@ -32,6 +34,7 @@ use crate::context::PushContext;
 use crate::names::{INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER};
 use crate::network::NetworkView;
 use crate::proxy::Proxy;
+use crate::registry::Protocol;
 use crate::resource::NamedResource;
 use crate::util::socket_address;
 use merge::{ListenerClass, MergedListener};
@@ -168,7 +171,13 @@ impl<'a> Router<'a> {
                         Some("PASSTHROUGH") => {
                             chains::tls_passthrough(snapshot, registry, s, &mut taken)
                         }
-                        Some("SIMPLE" | "MUTUAL") => http::https_chain(s, &l.name(), l.port)
+                        Some("SIMPLE" | "MUTUAL") if s.protocol() == Protocol::Https => {
+                            http::https_chain(s, &l.name(), l.port)
+                                .into_iter()
+                                .collect()
+                        }
+                        Some("SIMPLE" | "MUTUAL") => chains::tcp(snapshot, registry, s)
+                            .and_then(|c| http::terminated(s, c))
                             .into_iter()
                             .collect(),
                         _ => Vec::new(),
