@@ -370,6 +370,8 @@ pub(crate) fn route_config(
             }
         }
         if redirect {
+            // Istio keys these by the server host as written after merging (`ns/host` kept,
+            // which Envoy would refuse as a domain); Weft strips the namespace.
             for h in &server.hosts {
                 let h = h
                     .split_once('/')
