@@ -145,6 +145,16 @@ pub(crate) fn istio_mutual_downstream(http: bool) -> TransportSocket {
     transport_socket(TLS_SOCKET, pack_any(ctx))
 }
 
+/// A gateway's `ISTIO_MUTUAL` HTTPS server (Istio's `ApplyToCommonTLSContext` for a router):
+/// the router's certificate, client certificates required, checked against ROOTCA and `sans`.
+pub(crate) fn istio_mutual_gateway(sans: &[String]) -> DownstreamTlsContext {
+    DownstreamTlsContext {
+        common_tls_context: Some(common(ALPN_HTTP, sans, false)),
+        require_client_certificate: bool_value(true),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn raw_buffer() -> TransportSocket {
     transport_socket(RAW_BUFFER_SOCKET, pack_any(RawBuffer::default()))
 }

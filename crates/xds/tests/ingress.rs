@@ -14,11 +14,12 @@ use serde_json::{Map, json};
 use std::path::Path;
 use std::process::Command;
 use weft_proto::envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
-use weft_proto::envoy_types::pb::envoy::config::core::v3::Node;
+use weft_proto::envoy_types::pb::envoy::config::core::v3::{Node, transport_socket};
 use weft_proto::envoy_types::pb::envoy::config::listener::v3::Listener;
 use weft_proto::envoy_types::pb::envoy::config::route::v3::{
     RouteConfiguration, route_match, virtual_host,
 };
+use weft_proto::envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use weft_proto::type_url;
 use weft_xds::{Allocations, MeshConfig, Proxy, PushContext};
 
@@ -75,7 +76,8 @@ fn listeners_and_route_names_follow_istio() {
             "0.0.0.0_80",
             "0.0.0.0_8080",
             "0.0.0.0_8443",
-            "0.0.0.0_9443"
+            "0.0.0.0_9443",
+            "0.0.0.0_9444"
         ]
     );
     // The TLS server: TLS terminated, then the TCP route.
@@ -97,7 +99,8 @@ fn listeners_and_route_names_follow_istio() {
             "http.80",
             "http.8080",
             "https.443.https.example.default",
-            "https.8443.https-mutual.example.default"
+            "https.8443.https-mutual.example.default",
+            "https.9444.https-mesh.example.default"
         ]
     );
 }
@@ -118,7 +121,8 @@ fn virtual_hosts_match_merge_and_redirect_as_istio() {
         ]
     );
     // `*.example.com` admits dev.example.com and api.example.com, not example.com; dev has the
-    // two VirtualServices merged with the catch-all last, api only the first's routes.
+    // two VirtualServices merged with the catch-all last; api and mesh have the first's routes
+    // only, the same ones: collapsed into one virtual host (Istio's route collapse).
     let https = by_name("https.443.https.example.default");
     let vhosts: Vec<(&str, &[String])> = https
         .virtual_hosts
@@ -128,7 +132,13 @@ fn virtual_hosts_match_merge_and_redirect_as_istio() {
     assert_eq!(
         vhosts,
         [
-            ("api.example.com:443", &["api.example.com".to_string()][..]),
+            (
+                "api.example.com:443",
+                &[
+                    "api.example.com".to_string(),
+                    "mesh.example.com".to_string()
+                ][..]
+            ),
             ("dev.example.com:443", &["dev.example.com".to_string()][..]),
         ]
     );
@@ -150,6 +160,22 @@ fn virtual_hosts_match_merge_and_redirect_as_istio() {
     let mutual = by_name("https.8443.https-mutual.example.default");
     assert_eq!(mutual.virtual_hosts.len(), 1);
     assert_eq!(mutual.virtual_hosts[0].domains, ["api.example.com"]);
+    // ISTIO_MUTUAL: the router's mesh certificate over SDS, client certificates required.
+    let listeners: Vec<Listener> = ctx
+        .generate(&ingress(), type_url::LISTENER)
+        .iter()
+        .map(|r| decode(&r.resource))
+        .collect();
+    let mesh = listeners.iter().find(|l| l.name == "0.0.0.0_9444").unwrap();
+    let ts = mesh.filter_chains[0].transport_socket.as_ref().unwrap();
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+        panic!("no TLS context");
+    };
+    let tls: DownstreamTlsContext = decode(any);
+    assert_eq!(tls.require_client_certificate.map(|b| b.value), Some(true));
+    let common = tls.common_tls_context.unwrap();
+    assert_eq!(common.tls_certificate_sds_secret_configs[0].name, "default");
+    assert!(common.tls_certificates.is_empty());
     // httpsRedirect without a VirtualService: a virtual host requiring TLS, no routes.
     let redirect = by_name("http.8080");
     assert_eq!(redirect.virtual_hosts.len(), 1);
@@ -215,7 +241,7 @@ fn envoy_accepts_the_ingress_gateway() {
     let ctx = context(&yaml);
     let gw = ingress();
     let (listeners, mut clusters) = static_resources(&ctx, &gw);
-    assert_eq!(listeners.len(), 5);
+    assert_eq!(listeners.len(), 6);
     clusters.push(sds_grpc_cluster(&dir));
     let bootstrap = Bootstrap {
         node: Some(Node {

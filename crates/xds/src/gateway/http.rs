@@ -23,8 +23,9 @@
 //!
 //! Certificates come from files only (Envoy reads them; Istio hands file paths to the agent's
 //! SDS instead): `credentialName` (a Kubernetes secret) has no source without Kubernetes, so a
-//! server with only a `credentialName` gets no chain. `ISTIO_MUTUAL` and `OPTIONAL_MUTUAL`
-//! servers get no chain yet.
+//! server with only a `credentialName` gets no chain. `OPTIONAL_MUTUAL` servers and
+//! `ISTIO_MUTUAL` TLS (non-HTTPS) servers get no chain yet. `ISTIO_MUTUAL` HTTPS servers use the router's mesh certificate
+//! over SDS (`default`, `ROOTCA`), as Istio's gateways do.
 
 use super::merge::BoundServer;
 use crate::http_route::matching::is_catch_all;
@@ -87,9 +88,13 @@ pub(crate) fn route_name(server: &BoundServer<'_>, listener_port: u32) -> Option
     None
 }
 
-/// `SIMPLE` or `MUTUAL`: the router terminates TLS with certificates from files.
+/// `SIMPLE` or `MUTUAL` (certificates from files) or `ISTIO_MUTUAL` (the mesh certificate): the
+/// router terminates TLS.
 fn terminates(server: &BoundServer<'_>) -> bool {
-    matches!(server.tls_mode(), Some("SIMPLE" | "MUTUAL"))
+    matches!(
+        server.tls_mode(),
+        Some("SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL")
+    )
 }
 
 /// Istio's gateway HTTP connection manager: remote address used, client certificate details
@@ -152,9 +157,13 @@ pub(crate) fn https_chain(
 /// and, with the `tcp` routes' chain, for TLS servers (Istio's TCP server with terminating TLS).
 pub(crate) fn terminated(server: &BoundServer<'_>, chain: FilterChain) -> Option<FilterChain> {
     let tls = server.server.tls.as_ref()?;
-    if tls.server_certificate.is_empty() || tls.private_key.is_empty() {
+    let context = if tls.effective_mode() == "ISTIO_MUTUAL" {
+        crate::tls::istio_mutual_gateway(&tls.subject_alt_names)
+    } else if tls.server_certificate.is_empty() || tls.private_key.is_empty() {
         return None;
-    }
+    } else {
+        downstream_tls(tls)
+    };
     let names = server.sni_hosts();
     let server_names = if names.iter().any(|h| h == "*") {
         Vec::new()
@@ -166,7 +175,7 @@ pub(crate) fn terminated(server: &BoundServer<'_>, chain: FilterChain) -> Option
             server_names,
             ..Default::default()
         }),
-        transport_socket: Some(transport_socket(TLS_SOCKET, pack_any(downstream_tls(tls)))),
+        transport_socket: Some(transport_socket(TLS_SOCKET, pack_any(context))),
         transport_socket_connect_timeout: secs(CONNECT_TIMEOUT_SECS),
         ..chain
     })

@@ -16,8 +16,11 @@
 //!
 //! - TLS servers with `SIMPLE`/`MUTUAL`: TLS terminated with the certificate files, then the
 //!   `tcp` routes as on a plaintext TCP server.
+//! - HTTPS servers with `ISTIO_MUTUAL`: the router's own mesh certificate (SDS `default`),
+//!   client certificates checked against `ROOTCA`.
 //!
-//! Not handled yet: `ISTIO_MUTUAL` and `OPTIONAL_MUTUAL` servers, and `credentialName`. Such servers are merged (so that they still
+//! Not handled yet: `OPTIONAL_MUTUAL` servers, `ISTIO_MUTUAL` on TLS (non-HTTPS) servers, and
+//! `credentialName`. Such servers are merged (so that they still
 //! take their ports and hosts, as in Istio) but give no filter chains, and a listener without
 //! chains is left out, as istiod leaves it out.
 
@@ -171,7 +174,9 @@ impl<'a> Router<'a> {
                         Some("PASSTHROUGH") => {
                             chains::tls_passthrough(snapshot, registry, s, &mut taken)
                         }
-                        Some("SIMPLE" | "MUTUAL") if s.protocol() == Protocol::Https => {
+                        Some("SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL")
+                            if s.protocol() == Protocol::Https =>
+                        {
                             http::https_chain(s, &l.name(), l.port)
                                 .into_iter()
                                 .collect()
@@ -207,7 +212,9 @@ impl Router<'_> {
             for s in &l.servers {
                 let served = match l.class {
                     ListenerClass::Http => true,
-                    ListenerClass::Tls => matches!(s.tls_mode(), Some("SIMPLE" | "MUTUAL")),
+                    ListenerClass::Tls => {
+                        matches!(s.tls_mode(), Some("SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL"))
+                    }
                     ListenerClass::Tcp => false,
                 };
                 if served && let Some(name) = http::route_name(s, l.port) {
