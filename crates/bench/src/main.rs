@@ -4,6 +4,7 @@
 
 mod baseline;
 mod ca;
+mod dns;
 mod join;
 mod latency;
 mod stats;
@@ -34,6 +35,9 @@ enum Command {
     /// Added latency of the mesh for HTTP with mTLS: direct vs two Envoys configured by weftd vs
     /// two Envoys with a hand-written minimal mTLS config (release binaries, netns lab, as root).
     Latency(LatencyArgs),
+    /// DNS proxy: weft-agent's vs dnsmasq on the same names, QPS with each server on one core
+    /// and latency percentiles at a fixed rate, with dnsperf; and the agent's RSS (netns, root).
+    Dns(DnsArgs),
     /// The latency benchmark's application: answers every request with `--size` bytes.
     #[command(hide = true)]
     HttpServer {
@@ -61,6 +65,25 @@ struct LatencyArgs {
     /// Response body size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
+}
+
+#[derive(clap::Args)]
+struct DnsArgs {
+    /// Names in the table (and in dnsmasq's hosts file, and queried).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    names: u64,
+    /// Seconds of each dnsperf run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
+    seconds: u32,
+    /// Saturation runs per server (alternating); the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    rounds: u64,
+    /// The fixed rate of the latency run, queries per second (dnsperf -Q).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: u32,
+    /// The weft-agent binary (default: the one beside weft-bench).
+    #[arg(long)]
+    agent: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -171,6 +194,18 @@ async fn main() -> ExitCode {
             tokio::task::spawn_blocking(move || latency::run(&cfg))
                 .await
                 .unwrap_or_else(|e| Err(format!("latency benchmark panicked: {e}")))
+        }
+        Command::Dns(args) => {
+            let cfg = dns::Config {
+                names: args.names as usize,
+                seconds: args.seconds,
+                rate: args.rate,
+                rounds: args.rounds as usize,
+                agent: args.agent,
+            };
+            tokio::task::spawn_blocking(move || dns::run(&cfg))
+                .await
+                .unwrap_or_else(|e| Err(format!("dns benchmark panicked: {e}")))
         }
         Command::Join(args) => {
             let cfg = join::Config {

@@ -6,6 +6,7 @@ mod bootstrap;
 mod capture;
 mod certs;
 mod config;
+mod dns;
 mod envfile;
 mod envoy;
 mod hosts;

@@ -31,6 +31,11 @@ pub async fn run(root: PathBuf, proxy_type: ProxyType) -> Result<(), String> {
     let app_health = probe::start(&cfg, Some(envoy_first))
         .map_err(|e| format!("{}: {e}", cfg.paths.mesh_config().display()))?;
 
+    // The DNS proxy before anything waits for weftd: it serves the saved name table at once, and
+    // NDS reaches it through the xDS proxy's hooks.
+    let mut hooks = ProxyHooks::default();
+    crate::dns::start(&cfg, &mut hooks).await?;
+
     let (manager, cert_watch) = CertManager::new(cfg.clone());
     if manager.load_existing().is_none() {
         if certs::read_token(&cfg.paths.token()).is_none() {
@@ -89,10 +94,7 @@ pub async fn run(root: PathBuf, proxy_type: ProxyType) -> Result<(), String> {
             h
         }),
     };
-    let hooks = ProxyHooks {
-        health: app_health.clone(),
-        ..Default::default()
-    };
+    hooks.health = app_health.clone();
     let xds = tokio::spawn(serve_xds_proxy(
         cfg.paths.xds_socket(),
         up,

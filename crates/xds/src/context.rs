@@ -3,14 +3,14 @@
 
 use crate::authn::{MtlsPolicy, PeerAuthentications};
 use crate::authz::{self, AuthorizationPolicies};
-use crate::endpoints::load_assignment;
+use crate::destination_rule::{Client, DestinationRules, add_hash_policies};
 use crate::mesh::MeshConfig;
-use crate::names::outbound_cluster;
 use crate::network::{NetworkView, Networks};
 use crate::proxy::{Proxy, ProxyKind};
 use crate::registry::{Allocations, Registry, Resolution};
 use crate::resource::NamedResource;
-use crate::{DOMAIN_SUFFIX, clusters, gateway, listeners, name_table, routes};
+use crate::virtual_service::VirtualServices;
+use crate::{DOMAIN_SUFFIX, clusters, endpoints, gateway, listeners, name_table, routes};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use weft_model::snapshot::Snapshot;
@@ -28,6 +28,8 @@ pub struct PushContext {
     peer_authentications: PeerAuthentications,
     authorization_policies: AuthorizationPolicies,
     networks: Networks,
+    virtual_services: VirtualServices,
+    destination_rules: DestinationRules,
     clusters: Shared,
     endpoints: Shared,
     /// With network gateways, endpoints differ per network (split horizon): one slot per network
@@ -37,6 +39,9 @@ pub struct PushContext {
     /// Route configurations per proxy DNS domain (`<ns>.svc.cluster.local`), one slot for each
     /// namespace the snapshot knows; other domains are built uncached.
     routes: BTreeMap<String, Shared>,
+    /// Outbound listeners per proxy namespace, used instead of `listeners` when VirtualServices
+    /// bound to `mesh` have TCP or TLS routes (what a proxy sees depends on its namespace).
+    namespace_listeners: BTreeMap<String, Shared>,
 }
 
 impl PushContext {
@@ -51,6 +56,8 @@ impl PushContext {
         } else {
             BTreeMap::new()
         };
+        let virtual_services = VirtualServices::new(&snapshot);
+        let destination_rules = DestinationRules::new(&snapshot, &mesh.root_namespace, &registry);
         let mut namespaces: Vec<String> = snapshot
             .iter()
             .map(|(k, _)| {
@@ -64,6 +71,10 @@ impl PushContext {
             .collect();
         namespaces.sort();
         namespaces.dedup();
+        let namespace_listeners = namespaces
+            .iter()
+            .map(|ns| (ns.clone(), OnceLock::new()))
+            .collect();
         let routes = namespaces
             .into_iter()
             .map(|ns| (format!("{ns}.svc.{DOMAIN_SUFFIX}"), OnceLock::new()))
@@ -75,11 +86,14 @@ impl PushContext {
             peer_authentications,
             authorization_policies,
             networks,
+            virtual_services,
+            destination_rules,
             clusters: OnceLock::new(),
             endpoints: OnceLock::new(),
             network_endpoints,
             listeners: OnceLock::new(),
             routes,
+            namespace_listeners,
         }
     }
 
@@ -129,17 +143,28 @@ impl PushContext {
                 gateway::generate(self, proxy, type_url)
             }
             type_url::CLUSTER => {
-                let mut out = self.shared_clusters().to_vec();
+                let specific = self.destination_rules.proxy_specific(&self.registry, proxy);
+                let mut out = clusters::for_proxy(self.shared_clusters(), &specific);
                 if sidecar {
                     out.extend(self.registry.inbound_ports(proxy).iter().map(|p| {
-                        resource(clusters::inbound(p).name.clone(), clusters::inbound(p))
+                        let rule = self
+                            .registry
+                            .service(&p.service_host)
+                            .and_then(|svc| self.destination_rules.inbound(&proxy.namespace, svc));
+                        let c = clusters::inbound(p, rule.map(|r| r.as_ref()));
+                        resource(c.name.clone(), c)
                     }));
                 }
                 out
             }
-            type_url::ENDPOINT => self.endpoints_for(&self.networks.view(proxy)),
+            type_url::ENDPOINT => {
+                let view = self.networks.view(proxy);
+                let specific = self.destination_rules.proxy_specific(&self.registry, proxy);
+                let base = self.endpoints_for(&view);
+                endpoints::for_proxy(&base, &specific, (&self.networks, &view))
+            }
             type_url::LISTENER if sidecar => {
-                let mut out = self.shared_listeners().to_vec();
+                let mut out = self.outbound_listeners(proxy);
                 let inbound = listeners::inbound::virtual_inbound(
                     &self.registry.inbound_ports(proxy),
                     &self.mtls_policy(proxy),
@@ -152,12 +177,16 @@ impl PushContext {
                 String::new(),
                 name_table::name_table(&self.registry, proxy),
             )],
-            type_url::ROUTE if sidecar => match self.routes.get(&proxy.dns_domain) {
-                Some(slot) => slot
-                    .get_or_init(|| self.build_routes(&proxy.dns_domain))
-                    .clone(),
-                None => self.build_routes(&proxy.dns_domain),
-            },
+            type_url::ROUTE if sidecar => {
+                // Shared by namespace unless routes depend on labels, or the proxy's DNS domain
+                // is not its namespace's.
+                let shared = !self.virtual_services.http_routes_depend_on_labels()
+                    && proxy.dns_domain == format!("{}.svc.{DOMAIN_SUFFIX}", proxy.namespace);
+                match self.routes.get(&proxy.dns_domain).filter(|_| shared) {
+                    Some(slot) => slot.get_or_init(|| self.build_routes(proxy)).clone(),
+                    None => self.build_routes(proxy),
+                }
+            }
             _ => Vec::new(),
         }
     }
@@ -168,9 +197,11 @@ impl PushContext {
         self.clusters.get_or_init(|| {
             let mut out: Vec<Arc<NamedResource>> = Vec::new();
             for svc in self.registry.services() {
+                let rule = self.destination_rules.shared(svc);
                 for p in &svc.ports {
-                    let c = clusters::outbound(svc, p);
-                    out.push(resource(c.name.clone(), c));
+                    for c in clusters::outbound(svc, p, rule, &Client::default()) {
+                        out.push(resource(c.name.clone(), c));
+                    }
                 }
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -206,16 +237,20 @@ impl PushContext {
         }
     }
 
+    /// Every EDS cluster's assignment (default and subset clusters) as proxies with `view` see
+    /// them, for clients without proxy-specific DestinationRule settings.
     fn build_endpoints(&self, view: &NetworkView) -> Vec<Arc<NamedResource>> {
         let mut out: Vec<Arc<NamedResource>> = Vec::new();
         for svc in self.registry.services() {
             if svc.resolution != Resolution::ClientSideLb {
                 continue;
             }
+            let rule = self.destination_rules.shared(svc);
             for p in &svc.ports {
-                let name = outbound_cluster(p.port, &svc.hostname);
-                let eps = self.networks.split_horizon(view, svc.endpoints(p.port));
-                out.push(resource(name.clone(), load_assignment(&name, &eps)));
+                let net = (&self.networks, view);
+                for (name, cla) in endpoints::outbound(svc, p.port, rule, &Client::default(), net) {
+                    out.push(resource(name, cla));
+                }
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -225,15 +260,61 @@ impl PushContext {
     /// `virtualOutbound`, then the per-port outbound listeners by name.
     pub fn shared_listeners(&self) -> &[Arc<NamedResource>] {
         self.listeners.get_or_init(|| {
-            listeners::outbound::listeners(&self.registry, &self.mesh)
+            listeners::outbound::listeners(&self.registry, &self.mesh, None)
                 .into_iter()
                 .map(|l| resource(l.name.clone(), l))
                 .collect()
         })
     }
 
-    fn build_routes(&self, dns_domain: &str) -> Vec<Arc<NamedResource>> {
-        routes::route_configs(&self.registry, &self.mesh, dns_domain)
+    /// The outbound listeners `proxy` gets: the shared ones, unless VirtualServices bound to
+    /// `mesh` have TCP or TLS routes; then per namespace (per proxy when those routes match
+    /// source labels).
+    fn outbound_listeners(&self, proxy: &Proxy) -> Vec<Arc<NamedResource>> {
+        let vs = &self.virtual_services;
+        if !vs.has_mesh_l4_routes() {
+            return self.shared_listeners().to_vec();
+        }
+        let slot = self
+            .namespace_listeners
+            .get(&proxy.namespace)
+            .filter(|_| !vs.l4_routes_depend_on_labels());
+        match slot {
+            Some(slot) => slot.get_or_init(|| self.build_listeners(proxy)).clone(),
+            None => self.build_listeners(proxy),
+        }
+    }
+
+    fn build_listeners(&self, proxy: &Proxy) -> Vec<Arc<NamedResource>> {
+        let labels = self.registry.proxy_labels(proxy);
+        let scope = listeners::tcp_routes::L4Scope {
+            registry: &self.registry,
+            vss: self.virtual_services.for_mesh(&proxy.namespace),
+            labels: &labels,
+            namespace: &proxy.namespace,
+        };
+        listeners::outbound::listeners(&self.registry, &self.mesh, Some(&scope))
+            .into_iter()
+            .map(|l| resource(l.name.clone(), l))
+            .collect()
+    }
+
+    fn build_routes(&self, proxy: &Proxy) -> Vec<Arc<NamedResource>> {
+        let labels = self.registry.proxy_labels(proxy);
+        let scope = routes::RouteScope {
+            namespace: &proxy.namespace,
+            dns_domain: &proxy.dns_domain,
+            labels: &labels,
+        };
+        let mut configs =
+            routes::route_configs(&self.registry, &self.virtual_services, &self.mesh, &scope);
+        add_hash_policies(
+            &mut configs,
+            &self.destination_rules,
+            &self.registry,
+            &proxy.namespace,
+        );
+        configs
             .into_iter()
             .map(|rc| resource(rc.name.clone(), rc))
             .collect()

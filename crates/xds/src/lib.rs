@@ -23,8 +23,24 @@
 //! Shared resources are the same `Arc` for every proxy of a context; their `version` is a hash of
 //! the encoded bytes, equal across contexts when the content is equal, so a new snapshot only
 //! reaches proxies whose resources changed. Per proxy: `virtualInbound` and the `inbound|<port>||`
-//! clusters; route configurations are per proxy namespace (short host names).
+//! clusters; route configurations are per proxy namespace (short host names, DestinationRule
+//! hash policies). DestinationRules depend on the proxy's namespace (and labels, for rules with
+//! a workload selector) and locality load balancing on its locality: the shared clusters and
+//! endpoints use the rules of a namespace without rules of its own, and a proxy that sees other
+//! rules, or is somewhere locality load balancing looks at, gets those services' clusters and
+//! endpoints built for it (`destination_rule::ProxySpecific`). When a cluster changes, its
+//! endpoints must be sent again even if they did not: Envoy keeps an updated cluster warming
+//! until it gets them.
 //! SDS (`default`, `ROOTCA`) is served by the agent through the bootstrap's `sds-grpc` cluster.
+//!
+//! # VirtualServices
+//!
+//! `virtual_service` indexes them as istiod does (short names, `exportTo`, delegates, the order a
+//! proxy sees them in) and binds their hosts to services per outbound port (`binding`);
+//! `http_route` translates HTTP routes (`http_routes`, also for gateways); `routes` assembles
+//! RDS; `listeners::tcp_routes` turns `tcp`/`tls` routes into outbound filter chains. Route
+//! configurations are then shared per namespace (per proxy when a match uses `sourceLabels`), and
+//! outbound listeners per namespace once `mesh` VirtualServices have TCP or TLS routes.
 //! NDS (`type_url::NAME_TABLE`, requested by the agent) is one unnamed resource per proxy: the
 //! DNS name table.
 
@@ -32,9 +48,12 @@ mod authn;
 pub mod authz;
 mod clusters;
 mod context;
+mod destination_rule;
 mod endpoints;
 mod gateway;
+mod http_route;
 mod listeners;
+mod locality_lb;
 mod mesh;
 mod name_table;
 pub mod network;
@@ -44,6 +63,7 @@ mod resource;
 mod routes;
 mod tls;
 mod util;
+mod virtual_service;
 
 pub use authn::{MtlsMode, MtlsPolicy};
 pub use context::PushContext;
@@ -82,7 +102,26 @@ pub mod names {
 
     /// `outbound|<port>||<host>`.
     pub fn outbound_cluster(port: u32, host: &str) -> String {
-        format!("outbound|{port}||{host}")
+        outbound_subset_cluster(port, "", host)
+    }
+
+    /// `outbound|<port>|<subset>|<host>`: a DestinationRule subset's cluster (Istio's
+    /// `BuildSubsetKey`); an empty subset is the service port's default cluster.
+    pub fn outbound_subset_cluster(port: u32, subset: &str, host: &str) -> String {
+        format!("outbound|{port}|{subset}|{host}")
+    }
+
+    /// `(port, subset, host)` of an `outbound|<port>|<subset>|<host>` name (Istio's
+    /// `ParseSubsetKey`, outbound only).
+    pub fn parse_outbound_cluster(name: &str) -> Option<(u32, &str, &str)> {
+        let mut parts = name.splitn(4, '|');
+        if parts.next()? != "outbound" {
+            return None;
+        }
+        let port = parts.next()?.parse().ok()?;
+        let subset = parts.next()?;
+        let host = parts.next()?;
+        Some((port, subset, host))
     }
 
     /// `inbound|<port>||` (port: the workload's port, i.e. the service's target port).
@@ -92,6 +131,39 @@ pub mod names {
 
     /// `outbound_.<port>_._.<host>`: the SNI of ISTIO_MUTUAL connections.
     pub fn outbound_sni(port: u32, host: &str) -> String {
-        format!("outbound_.{port}_._.{host}")
+        outbound_subset_sni(port, "", host)
+    }
+
+    /// `outbound_.<port>_.<subset>_.<host>`: the SNI of ISTIO_MUTUAL connections of a subset's
+    /// cluster (Istio's `BuildDNSSrvSubsetKey`).
+    pub fn outbound_subset_sni(port: u32, subset: &str, host: &str) -> String {
+        format!("outbound_.{port}_.{subset}_.{host}")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn subset_names_round_trip() {
+            let name = outbound_subset_cluster(80, "v1", "reviews.bookinfo.svc.cluster.local");
+            assert_eq!(name, "outbound|80|v1|reviews.bookinfo.svc.cluster.local");
+            assert_eq!(
+                parse_outbound_cluster(&name),
+                Some((80, "v1", "reviews.bookinfo.svc.cluster.local"))
+            );
+            assert_eq!(
+                parse_outbound_cluster(&outbound_cluster(9080, "a.b")),
+                Some((9080, "", "a.b"))
+            );
+            assert_eq!(parse_outbound_cluster("inbound|80||"), None);
+            assert_eq!(parse_outbound_cluster("outbound|x||a"), None);
+            assert_eq!(parse_outbound_cluster("PassthroughCluster"), None);
+            assert_eq!(
+                outbound_subset_sni(80, "v1", "a.b"),
+                "outbound_.80_.v1_.a.b"
+            );
+            assert_eq!(outbound_sni(80, "a.b"), "outbound_.80_._.a.b");
+        }
     }
 }

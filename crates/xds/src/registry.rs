@@ -262,6 +262,9 @@ pub struct Endpoint {
     pub tls_mode: TlsMode,
     /// `namespace/name` of the WorkloadEntry (or `namespace/<serviceentry>-<i>` for inline ones).
     pub workload: String,
+    /// The workload's labels, with the topology labels Istio adds (see [`topology_labels`]):
+    /// what DestinationRule subsets and failover priorities select by. Shared by its ports.
+    pub labels: Arc<BTreeMap<String, String>>,
 }
 
 /// One host of the mesh (a Service, or one host of a ServiceEntry).
@@ -310,6 +313,36 @@ impl Service {
     pub fn auto_mtls(&self) -> bool {
         !self.mesh_external
     }
+}
+
+/// Kubernetes' and Istio's topology labels, which Istio adds to every endpoint's (and proxy's)
+/// labels (`AugmentLabels`).
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const SUBZONE_LABEL: &str = "topology.istio.io/subzone";
+pub const NETWORK_LABEL: &str = "topology.istio.io/network";
+
+/// `labels` plus region, zone and subzone from `locality` and the network (unless the labels
+/// name one), as Istio's `AugmentLabels`.
+pub fn topology_labels(
+    labels: &BTreeMap<String, String>,
+    locality: &Locality,
+    network: &str,
+) -> BTreeMap<String, String> {
+    let mut out = labels.clone();
+    for (key, value) in [
+        (REGION_LABEL, &locality.region),
+        (ZONE_LABEL, &locality.zone),
+        (SUBZONE_LABEL, &locality.sub_zone),
+    ] {
+        if !value.is_empty() {
+            out.insert(key.to_string(), value.clone());
+        }
+    }
+    if !network.is_empty() && out.get(NETWORK_LABEL).is_none_or(|v| v.is_empty()) {
+        out.insert(NETWORK_LABEL.to_string(), network.to_string());
+    }
+    out
 }
 
 /// A WorkloadEntry as the registry sees it.
@@ -546,6 +579,7 @@ fn endpoint_for(
     we: &WorkloadEntry,
     tls: TlsMode,
     workload_id: String,
+    labels: &Arc<BTreeMap<String, String>>,
     dns: bool,
 ) -> Option<Endpoint> {
     let addr = we.address.as_str();
@@ -566,6 +600,7 @@ fn endpoint_for(
         service_account: we.service_account.clone(),
         tls_mode: tls,
         workload: workload_id,
+        labels: Arc::clone(labels),
     })
 }
 
@@ -593,9 +628,14 @@ fn select_workloads(
         if !w.healthy {
             continue;
         }
+        let labels = Arc::new(topology_labels(
+            &w.labels,
+            &Locality::parse(&w.spec.locality),
+            &w.spec.network,
+        ));
         for p in &svc.ports {
             let id = format!("{}/{}", w.namespace, w.name);
-            if let Some(ep) = endpoint_for(p, &w.spec, w.tls_mode, id, dns) {
+            if let Some(ep) = endpoint_for(p, &w.spec, w.tls_mode, id, &labels, dns) {
                 svc.endpoints.entry(p.port).or_default().push(ep);
             }
         }
@@ -758,9 +798,14 @@ fn entry_services(
                     identities.insert(mesh.spiffe_uri(&ns, &we.service_account));
                 }
                 let tls = tls_mode(&we.labels, &we.service_account);
+                let labels = Arc::new(topology_labels(
+                    &we.labels,
+                    &Locality::parse(&we.locality),
+                    &we.network,
+                ));
                 for p in &svc.ports {
                     let id = format!("{ns}/{}-{i}", r.name());
-                    if let Some(ep) = endpoint_for(p, we, tls, id, dns) {
+                    if let Some(ep) = endpoint_for(p, we, tls, id, &labels, dns) {
                         svc.endpoints.entry(p.port).or_default().push(ep);
                     }
                 }
@@ -780,6 +825,7 @@ fn entry_services(
                     service_account: String::new(),
                     tls_mode: TlsMode::Disabled,
                     workload: format!("{ns}/{}", r.name()),
+                    labels: Arc::default(),
                 });
             }
         }

@@ -80,3 +80,12 @@ pub(crate) fn network_filter(name: &str, config: Any) -> Filter {
         config_type: Some(filter::ConfigType::TypedConfig(config)),
     }
 }
+
+/// A model duration (Go syntax, e.g. `1.5s`) as a protobuf Duration.
+pub(crate) fn duration(d: &weft_model::Duration) -> Duration {
+    let d = d.as_std();
+    Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos() as i32,
+    }
+}

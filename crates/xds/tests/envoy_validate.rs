@@ -120,3 +120,44 @@ fn envoy_accepts_sniffed_ports() {
     validate(&ctx, &client, "sniff-client");
     validate(&ctx, &legacy, "sniff-legacy");
 }
+
+/// Every VirtualService feature a sidecar can receive: weighted and subset routes, matches,
+/// retries, fault, mirror, headers, rewrites, redirect, direct response, CORS (the HCM's fault
+/// and CORS filters take the routes' per-filter configuration), TCP and TLS routes.
+#[test]
+fn envoy_accepts_virtual_service_routes() {
+    let snap = snapshot(include_str!("../testdata/traffic.yaml"));
+    let ctx = PushContext::new(snap, &Allocations::new(), &MeshConfig::default());
+    let batch = Proxy::sidecar("batch", "default", "198.18.7.20", &[("app", "batch")]);
+    let productpage = Proxy::sidecar(
+        "productpage",
+        "default",
+        "198.18.7.21",
+        &[("app", "productpage")],
+    );
+    validate(&ctx, &batch, "traffic-batch");
+    validate(&ctx, &productpage, "traffic-productpage");
+}
+
+/// Every DestinationRule feature of `traffic-policy.yaml`, for a client in the rules' namespace
+/// and one whose namespace overrides a rule. The MUTUAL rule's files are real (a fresh CA).
+#[test]
+fn envoy_accepts_destination_rules() {
+    use std::time::SystemTime;
+    use weft_identity::{CertificateAuthority, KeyAlgorithm};
+    let dir = temp_dir("dr-certs");
+    let ca =
+        CertificateAuthority::new_root(KeyAlgorithm::EcdsaP256, "weft-test", SystemTime::now())
+            .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.root_pem()).unwrap();
+    std::fs::write(dir.join("client.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(dir.join("client-key.pem"), ca.key_pem()).unwrap();
+    let yaml = include_str!("../testdata/traffic-policy.yaml")
+        .replace("/etc/certs/", &format!("{}/", dir.display()));
+    let ctx = PushContext::new(snapshot(&yaml), &Allocations::new(), &MeshConfig::default());
+    let shop = Proxy::sidecar("frontend", "shop", "198.18.3.50", &[("app", "frontend")]);
+    let audit = Proxy::sidecar("auditor", "audit", "198.18.3.60", &[("app", "auditor")]);
+    validate(&ctx, &shop, "dr-shop");
+    validate(&ctx, &audit, "dr-audit");
+    let _ = std::fs::remove_dir_all(&dir);
+}

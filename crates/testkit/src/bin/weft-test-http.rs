@@ -1,8 +1,10 @@
 //! `weft-test-http`: a tiny HTTP/1.1 server for scenario tests (std only, one thread per
 //! connection, keep-alive).
 //!
-//! Every request gets `200 OK` (or `NNN` for a path starting with `/status/NNN`) with a
-//! `text/plain` body of `key=value` lines naming the server and the request:
+//! Every request gets `200 OK` (or `NNN` for a path starting with `/status/NNN`, or for every
+//! other path the `--status NNN` the server was started with; `503` for the first N requests
+//! with `--fail-first N`) with a `text/plain` body of `key=value` lines naming the server and
+//! the request:
 //!
 //! ```text
 //! server=NAME
@@ -11,18 +13,19 @@
 //! header.x-echoed=value      (one line per --echo-header present in the request)
 //! ```
 //!
-//! The response also carries an `x-weft-server: NAME` header. Each request is logged to
-//! stdout.
+//! The response also carries an `x-weft-server: NAME` header. With `--delay MS` every response
+//! is sent that many milliseconds after its request was read. Each request is logged to stdout.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::exit;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
 const USAGE: &str = "usage: weft-test-http --listen ADDR:PORT [--listen ...] [--name NAME] \
-                     [--echo-header HEADER ...]";
+                     [--echo-header HEADER ...] [--status NNN] [--delay MS] [--fail-first N]";
 
 /// Idle time after which a keep-alive connection is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -31,6 +34,11 @@ struct Config {
     listen: Vec<String>,
     name: String,
     echo_headers: Vec<String>,
+    /// The status of requests whose path does not ask for one.
+    status: u16,
+    delay: Duration,
+    /// Requests still to be answered `503` (`--fail-first`), across all connections.
+    failures_left: AtomicU64,
 }
 
 struct Request {
@@ -80,6 +88,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
         listen: Vec::new(),
         name: "weft-test-http".into(),
         echo_headers: Vec::new(),
+        status: 200,
+        delay: Duration::ZERO,
+        failures_left: AtomicU64::new(0),
     };
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
@@ -89,6 +100,28 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
             "--echo-header" => config
                 .echo_headers
                 .push(value("--echo-header")?.to_ascii_lowercase()),
+            "--status" => {
+                let v = value("--status")?;
+                config.status = v
+                    .parse()
+                    .ok()
+                    .filter(|code| (200..600).contains(code))
+                    .ok_or(format!("--status {v:?}: not an HTTP status"))?;
+            }
+            "--delay" => {
+                let v = value("--delay")?;
+                let ms: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--delay {v:?}: not milliseconds"))?;
+                config.delay = Duration::from_millis(ms);
+            }
+            "--fail-first" => {
+                let v = value("--fail-first")?;
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--fail-first {v:?}: not a number"))?;
+                config.failures_left = AtomicU64::new(n);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 exit(0);
@@ -139,7 +172,12 @@ fn serve(stream: TcpStream, config: &Config) -> io::Result<()> {
             .and_then(|rest| rest.get(..3))
             .and_then(|code| code.parse::<u16>().ok())
             .filter(|code| (200..600).contains(code))
-            .unwrap_or(200);
+            .unwrap_or(config.status);
+        let failing = config
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let status = if failing { 503 } else { status };
         let mut body = format!(
             "server={}\nmethod={}\npath={}\n",
             config.name, request.method, request.target
@@ -170,6 +208,9 @@ fn serve(stream: TcpStream, config: &Config) -> io::Result<()> {
         }
         response.push_str("\r\n");
         response.push_str(&body);
+        if !config.delay.is_zero() {
+            thread::sleep(config.delay);
+        }
         writer.write_all(response.as_bytes())?;
         writer.flush()?;
         if !keep_alive {
@@ -281,5 +322,19 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_first_counts_requests() {
+        let args = ["--listen", "127.0.0.1:1", "--fail-first", "2"].map(String::from);
+        let config = parse_args(args.into_iter()).unwrap();
+        assert_eq!(config.failures_left.load(Ordering::SeqCst), 2);
+        let bad = ["--listen", "127.0.0.1:1", "--fail-first", "x"].map(String::from);
+        assert!(parse_args(bad.into_iter()).is_err());
     }
 }

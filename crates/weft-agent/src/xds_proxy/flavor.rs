@@ -1,6 +1,7 @@
 //! What differs between state-of-the-world and delta ADS, so one proxy loop serves both.
 
 use super::Intercepted;
+use weft_proto::envoy_types::pb::google::rpc::Status as RpcStatus;
 use crate::probe::{self, ProbeState};
 use crate::upstream::BoxFuture;
 use tonic::transport::Channel;
@@ -25,6 +26,8 @@ pub(super) trait Flavor: Send + 'static {
     fn health(state: &ProbeState) -> Self::Req;
     /// Turns an intercepted response into what the agent gets and the ACK to send upstream.
     fn consume(resp: Self::Resp, node_id: &str) -> (Intercepted, Self::Req);
+    /// Makes an ACK a NACK.
+    fn reject(ack: &mut Self::Req, detail: RpcStatus);
     fn open(
         client: AggregatedDiscoveryServiceClient<Channel>,
         request: Request<ReceiverStream<Self::Req>>,
@@ -83,6 +86,9 @@ impl Flavor for Sotw {
         };
         (got, ack)
     }
+    fn reject(ack: &mut DiscoveryRequest, detail: RpcStatus) {
+        ack.error_detail = Some(detail);
+    }
     fn open(
         mut client: AggregatedDiscoveryServiceClient<Channel>,
         request: Request<ReceiverStream<DiscoveryRequest>>,
@@ -134,6 +140,9 @@ impl Flavor for Delta {
             delta: true,
         };
         (got, ack)
+    }
+    fn reject(ack: &mut DeltaDiscoveryRequest, detail: RpcStatus) {
+        ack.error_detail = Some(detail);
     }
     fn open(
         mut client: AggregatedDiscoveryServiceClient<Channel>,

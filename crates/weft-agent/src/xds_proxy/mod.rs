@@ -16,6 +16,7 @@
 
 use crate::probe::ProbeState;
 use crate::upstream::Upstream;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +63,21 @@ pub struct ProxyHooks {
     /// The application's health to report upstream (the readiness prober's channel): `None` for
     /// no reports; a `None` state (no verdict yet) is not reported.
     pub health: Option<watch::Receiver<Option<ProbeState>>>,
+    /// Per intercepted type URL, what applies a response; an `Err` is sent upstream as a NACK.
+    pub handlers: BTreeMap<String, InterceptHandler>,
+}
+
+/// Applies an intercepted response (e.g. installs a name table). `Err(message)` rejects it.
+pub type HandleFn = dyn Fn(&Intercepted) -> Result<(), String> + Send + Sync;
+
+/// A [`HandleFn`] the hooks can hold (and print).
+#[derive(Clone)]
+pub struct InterceptHandler(pub Arc<HandleFn>);
+
+impl std::fmt::Debug for InterceptHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InterceptHandler")
+    }
 }
 
 /// One intercepted upstream response.
@@ -384,7 +400,21 @@ impl<F: Flavor> ProxyStream<F> {
     /// Delivers an intercepted response to the agent and ACKs it upstream. Returns false when the
     /// upstream request stream is gone.
     async fn intercept(&self, up: &mpsc::Sender<F::Req>, resp: F::Resp) -> bool {
-        let (got, ack) = F::consume(resp, &self.node);
+        let (got, mut ack) = F::consume(resp, &self.node);
+        if let Some(handler) = self.hooks.handlers.get(&got.type_url)
+            && let Err(message) = (handler.0)(&got)
+        {
+            tracing::warn!(stream = self.id, type_url = %got.type_url, version = %got.version_info, "rejected (NACK): {message}");
+            // Istio's agent: codes.Internal.
+            F::reject(
+                &mut ack,
+                weft_proto::envoy_types::pb::google::rpc::Status {
+                    code: 13,
+                    message,
+                    details: Vec::new(),
+                },
+            );
+        }
         tracing::debug!(
             stream = self.id,
             type_url = %got.type_url,

@@ -88,7 +88,7 @@ async fn intercepted_types_go_to_the_agent_and_are_acked_upstream() {
         intercept_type_urls: vec![type_url::NAME_TABLE.to_string()],
         intercepted: Some(got_tx),
         request_after_first_lds: vec![type_url::NAME_TABLE.to_string()],
-        health: None,
+        ..Default::default()
     };
     let mut f = Fixture::start(hooks).await;
 

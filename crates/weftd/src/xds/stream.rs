@@ -368,13 +368,32 @@ impl<F: Flavor> Conn<F> {
     }
 
     /// A new configuration: send every watched type what changed, in make-before-break order.
+    /// A cluster Envoy receives again (changed) stays warming until it gets its endpoints
+    /// again, even when they did not change: those assignments are re-sent too.
     async fn on_push(&mut self, push: Arc<PushState>) -> bool {
         self.push = push;
         let mut urls: Vec<String> = self.watches.keys().cloned().collect();
         urls.sort_by_key(|u| push_rank(u));
         for url in urls {
+            let before = (url == type_url::CLUSTER)
+                .then(|| self.watches.get(&url).map(|w| w.sent.clone()))
+                .flatten();
             if !self.send(&url, false).await {
                 return false;
+            }
+            let Some(before) = before else { continue };
+            let changed: Vec<String> = self
+                .watches
+                .get(type_url::CLUSTER)
+                .into_iter()
+                .flat_map(|w| &w.sent)
+                .filter(|(name, version)| before.get(*name).is_some_and(|v| v != *version))
+                .map(|(name, _)| name.clone())
+                .collect();
+            if let Some(eds) = self.watches.get_mut(type_url::ENDPOINT) {
+                for name in changed {
+                    eds.sent.remove(&name);
+                }
             }
         }
         true

@@ -11,7 +11,8 @@
 use super::chains::sni_dnat_name;
 use super::subsets::Subsets;
 use crate::clusters;
-use crate::endpoints::load_assignment;
+use crate::destination_rule::Client;
+use crate::endpoints::{assignment, by_locality};
 use crate::network::{NetworkView, Networks};
 use crate::registry::{Endpoint, Port, Protocol, Registry, Resolution, Service, TlsMode};
 use crate::util::ads_config_source;
@@ -104,9 +105,12 @@ pub(crate) fn clusters(
 ) -> Vec<Cluster> {
     let mut out: Vec<Cluster> = targets(registry, subsets)
         .iter()
-        .map(|t| {
+        .filter_map(|t| {
             let name = t.name();
-            let mut c = clusters::outbound(t.svc, t.port);
+            // The service's default cluster, without the DestinationRule's client settings.
+            let mut c = clusters::outbound(t.svc, t.port, None, &Client::default())
+                .into_iter()
+                .next()?;
             c.name = name.clone();
             c.transport_socket_matches.clear();
             c.transport_socket = None;
@@ -128,11 +132,17 @@ pub(crate) fn clusters(
                     });
                 }
             }
-            c
+            Some(c)
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// `endpoints` as one assignment, grouped by locality; transport is left to the client (the
+/// gateway passes mTLS through).
+fn load_assignment(name: &str, endpoints: &[Endpoint]) -> ClusterLoadAssignment {
+    assignment(name, &by_locality(endpoints), None)
 }
 
 /// One ClusterLoadAssignment per EDS SNI-DNAT cluster, by name.

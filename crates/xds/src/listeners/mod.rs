@@ -4,12 +4,16 @@ pub(crate) mod inbound;
 mod inspectors;
 pub(crate) mod outbound;
 pub(crate) mod outbound_plan;
+pub(crate) mod tcp_routes;
 
+use crate::http_route::{CORS_FILTER, FAULT_FILTER};
 use crate::util::{ads_config_source, bool_value, network_filter, secs};
 use weft_proto::envoy_types::pb::envoy::config::listener::v3::{
     Filter, ListenerFilter, listener_filter,
 };
 use weft_proto::envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use weft_proto::envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use weft_proto::envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use weft_proto::envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -33,6 +37,31 @@ pub(crate) const TLS: &str = "tls";
 pub(crate) const PLAINTEXT_HTTP_ALPNS: &[&str] = &["http/1.1", "h2c"];
 pub(crate) const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
+/// `tcp_proxy` over weighted clusters (a TCP VirtualService route with several destinations).
+pub(crate) fn weighted_tcp_proxy_filter(stat_prefix: &str, clusters: &[(String, u32)]) -> Filter {
+    network_filter(
+        TCP_PROXY,
+        pack_any(TcpProxy {
+            stat_prefix: stat_prefix.into(),
+            cluster_specifier: Some(tcp_proxy::ClusterSpecifier::WeightedClusters(
+                tcp_proxy::WeightedCluster {
+                    clusters: clusters
+                        .iter()
+                        .map(
+                            |(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                                name: name.clone(),
+                                weight: *weight,
+                                ..Default::default()
+                            },
+                        )
+                        .collect(),
+                },
+            )),
+            ..Default::default()
+        }),
+    )
+}
+
 pub(crate) fn tcp_proxy_filter(cluster: &str) -> Filter {
     network_filter(
         TCP_PROXY,
@@ -50,7 +79,16 @@ pub(crate) enum Routes {
     Inline(Box<RouteConfiguration>),
 }
 
-/// Istio's sidecar HTTP connection manager (router only; no Istio-specific filters).
+fn http_filter<M: prost::Message + prost::Name>(name: &str, config: M) -> HttpFilter {
+    HttpFilter {
+        name: name.into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(config))),
+        ..Default::default()
+    }
+}
+
+/// Istio's sidecar HTTP connection manager: the fault and CORS filters (empty: routes configure
+/// them per route) before the router, as istiod puts them in every HTTP connection manager.
 pub(crate) fn http_connection_manager(
     stat_prefix: String,
     routes: Routes,
@@ -65,13 +103,11 @@ pub(crate) fn http_connection_manager(
             }),
             Routes::Inline(rc) => http_connection_manager::RouteSpecifier::RouteConfig(*rc),
         }),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        http_filters: vec![
+            http_filter(FAULT_FILTER, HttpFault::default()),
+            http_filter(CORS_FILTER, Cors::default()),
+            http_filter("envoy.filters.http.router", Router::default()),
+        ],
         use_remote_address: bool_value(false),
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
             upgrade_type: "websocket".into(),

@@ -6,10 +6,11 @@
 //! chains is decided in [`outbound_plan`]. What no listener or chain claims goes to
 //! PassthroughCluster (ALLOW_ANY) or BlackHoleCluster (REGISTRY_ONLY).
 
-use super::outbound_plan::{self, Action, Chain, Entry};
+use super::outbound_plan::{self, Action, Chain, Entry, TcpTarget};
+use super::tcp_routes::{L4Scope, cidr_range};
 use super::{
     PLAINTEXT_HTTP_ALPNS, RAW_BUFFER, Routes, hcm_filter, http_connection_manager,
-    http_inspector_filter, tcp_proxy_filter, tls_inspector_filter,
+    http_inspector_filter, tcp_proxy_filter, tls_inspector_filter, weighted_tcp_proxy_filter,
 };
 use crate::mesh::MeshConfig;
 use crate::names::{
@@ -17,7 +18,7 @@ use crate::names::{
     PASSTHROUGH_FILTER_CHAIN, VIRTUAL_OUTBOUND,
 };
 use crate::registry::Registry;
-use crate::util::{bool_value, socket_address, u32_value};
+use crate::util::{bool_value, metadata, socket_address, u32_value};
 use weft_proto::envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use weft_proto::envoy_types::pb::envoy::config::listener::v3::{
     FilterChain, FilterChainMatch, Listener,
@@ -76,11 +77,16 @@ pub(crate) fn virtual_outbound(mesh: &MeshConfig) -> Listener {
     }
 }
 
-/// Every outbound listener, ordered: `virtualOutbound` first, then by name.
-pub(crate) fn listeners(registry: &Registry, mesh: &MeshConfig) -> Vec<Listener> {
+/// Every outbound listener, ordered: `virtualOutbound` first, then by name. `l4`: the
+/// VirtualServices TCP and TLS routes come from (`None`: no such routes).
+pub(crate) fn listeners(
+    registry: &Registry,
+    mesh: &MeshConfig,
+    l4: Option<&L4Scope<'_>>,
+) -> Vec<Listener> {
     let mut all = vec![virtual_outbound(mesh)];
     all.extend(
-        outbound_plan::plan(registry)
+        outbound_plan::plan(registry, l4)
             .values()
             .map(|e| entry_listener(e, mesh)),
     );
@@ -89,14 +95,23 @@ pub(crate) fn listeners(registry: &Registry, mesh: &MeshConfig) -> Vec<Listener>
 
 fn chain(entry: &Entry, c: &Chain) -> FilterChain {
     let filters = match &c.action {
-        Action::Tcp(cluster) => vec![tcp_proxy_filter(cluster)],
+        Action::Tcp(TcpTarget::Cluster(cluster)) => vec![tcp_proxy_filter(cluster)],
+        Action::Tcp(TcpTarget::Weighted {
+            stat_prefix,
+            clusters,
+        }) => vec![weighted_tcp_proxy_filter(stat_prefix, clusters)],
         Action::Http(rds) => vec![hcm_filter(http_connection_manager(
             format!("outbound_{}", entry.name()),
             Routes::Rds(rds.clone()),
         ))],
     };
     let filter_chain_match = (!c.is_match_all()).then(|| FilterChainMatch {
-        server_names: c.sni.clone(),
+        server_names: c.server_names(),
+        prefix_ranges: {
+            let mut cidrs = c.destination_cidrs.clone();
+            cidrs.sort();
+            cidrs.iter().filter_map(|d| cidr_range(d)).collect()
+        },
         transport_protocol: if c.sniffed_http { RAW_BUFFER } else { "" }.into(),
         application_protocols: if c.sniffed_http {
             PLAINTEXT_HTTP_ALPNS.iter().map(|s| s.to_string()).collect()
@@ -108,6 +123,10 @@ fn chain(entry: &Entry, c: &Chain) -> FilterChain {
     FilterChain {
         filter_chain_match,
         filters,
+        metadata: c
+            .config
+            .as_deref()
+            .and_then(|path| metadata("istio", "config", path)),
         ..Default::default()
     }
 }
@@ -117,7 +136,7 @@ fn chain(entry: &Entry, c: &Chain) -> FilterChain {
 fn entry_listener(entry: &Entry, mesh: &MeshConfig) -> Listener {
     let mut l = outbound_listener(entry.name(), &entry.bind, entry.port, Vec::new());
     l.continue_on_listener_filters_timeout = true;
-    if entry.chains.iter().any(|c| !c.sni.is_empty()) {
+    if entry.chains.iter().any(|c| !c.server_names().is_empty()) {
         l.listener_filters.push(tls_inspector_filter());
     }
     if entry.chains.iter().any(|c| c.sniffed_http) {

@@ -10,53 +10,100 @@
 //! - Unsupported (no protocol declared): sniffed, as TCP plus an HTTP chain whose route
 //!   configuration is the service's own `"<host>:<port>"` on a VIP, or `"<port>"` on 0.0.0.0.
 //!
+//! A TCP or TLS service port's chains come from the VirtualServices the proxy sees
+//! ([`tcp_routes`]): `tcp` routes by destination subnet, `tls` routes by SNI, else one chain to
+//! the service.
+//!
 //! When two ask for one key: HTTP over TCP, TCP over HTTP and sniffed over TCP merge into a
 //! sniffed listener; sniffed over HTTP replaces it; TCP over TCP (or over sniffed) adds only chains
 //! that do not match the same traffic (the first match-all chain wins). Mongo and MySQL never share
 //! a port with another protocol.
 
+use super::tcp_routes::{self, L4Scope};
 use crate::listeners::outbound::reserved_port;
 use crate::names::outbound_cluster;
 use crate::registry::{Protocol, Registry, Service, ServiceSource};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 pub(crate) const WILDCARD: &str = "0.0.0.0";
 
+/// Where `tcp_proxy` sends a chain's connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TcpTarget {
+    /// One cluster (also the stat prefix).
+    Cluster(String),
+    /// Weighted clusters (weights > 0), with the stat prefix `<vs name>.<vs namespace>`.
+    Weighted {
+        stat_prefix: String,
+        clusters: Vec<(String, u32)>,
+    },
+}
+
 /// What a chain does with the connections it matches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// `tcp_proxy` to this cluster.
-    Tcp(String),
+    /// `tcp_proxy`.
+    Tcp(TcpTarget),
     /// HTTP connection manager with this RDS route configuration.
     Http(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Chain {
-    /// `server_names` (TLS by SNI); empty: any.
+    /// `server_names` (TLS by SNI); empty (or holding `*`): any.
     pub sni: Vec<String>,
+    /// `prefix_ranges` (destination subnets); empty: any.
+    pub destination_cidrs: Vec<String>,
     /// Matches sniffed plaintext HTTP only (`raw_buffer`, `http/1.1` or `h2c`).
     pub sniffed_http: bool,
     pub action: Action,
+    /// The VirtualService it comes from (`istio.config` filter chain metadata).
+    pub config: Option<String>,
 }
 
 impl Chain {
+    /// A chain proxying everything it matches to one cluster.
+    pub fn tcp(cluster: String) -> Chain {
+        Chain {
+            sni: Vec::new(),
+            destination_cidrs: Vec::new(),
+            sniffed_http: false,
+            action: Action::Tcp(TcpTarget::Cluster(cluster)),
+            config: None,
+        }
+    }
+
+    /// `server_names` as the chain match carries them: sorted, none when `*` is among them.
+    pub fn server_names(&self) -> Vec<String> {
+        if self.sni.iter().any(|s| s == "*") {
+            return Vec::new();
+        }
+        let mut v = self.sni.clone();
+        v.sort();
+        v
+    }
+
     /// Istio's `isMatchAll`: such a chain becomes the listener's default chain.
     pub fn is_match_all(&self) -> bool {
-        self.sni.is_empty() && !self.sniffed_http
+        self.server_names().is_empty() && !self.sniffed_http && self.destination_cidrs.is_empty()
     }
 
     /// Istio's `conflictsWith`: both match the same traffic.
     fn conflicts_with(&self, other: &Chain) -> bool {
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v.dedup();
-            v
+        let sni = |c: &Chain| -> BTreeSet<String> {
+            c.sni.iter().filter(|s| *s != "*").cloned().collect()
         };
-        self.sniffed_http == other.sniffed_http && sorted(&self.sni) == sorted(&other.sni)
+        let cidrs = |c: &Chain| -> BTreeSet<String> {
+            c.destination_cidrs
+                .iter()
+                .filter_map(|d| tcp_routes::masked_cidr(d))
+                .collect()
+        };
+        self.sniffed_http == other.sniffed_http
+            && sni(self) == sni(other)
+            && cidrs(self) == cidrs(other)
     }
 }
 
@@ -126,34 +173,50 @@ pub(crate) fn sniffed_route_name(host: &str, port: u32) -> String {
 }
 
 /// The chains one service port brings to a listener on `bind`.
-fn chains_for(svc: &Service, port: u32, protocol: Protocol, bind: &str, k: Kind) -> Vec<Chain> {
-    let cluster = outbound_cluster(port, &svc.hostname);
+fn chains_for(
+    svc: &Service,
+    port: u32,
+    protocol: Protocol,
+    bind: &str,
+    k: Kind,
+    l4: Option<&L4Scope<'_>>,
+) -> Vec<Chain> {
     let wildcard = bind == WILDCARD;
-    let tcp = || Chain {
-        // On the wildcard bind, TLS services are told apart by SNI.
-        sni: if wildcard && matches!(protocol, Protocol::Tls | Protocol::Https) {
-            vec![svc.hostname.clone()]
-        } else {
-            Vec::new()
-        },
-        sniffed_http: false,
-        action: Action::Tcp(cluster.clone()),
+    let tcp = || -> Vec<Chain> {
+        let tls = matches!(protocol, Protocol::Tls | Protocol::Https);
+        let (mut out, needs_own) = match l4 {
+            Some(scope) => tcp_routes::chains(svc, port, tls, scope),
+            None => (Vec::new(), true),
+        };
+        if needs_own {
+            let mut chain = Chain::tcp(outbound_cluster(port, &svc.hostname));
+            // On the wildcard bind, TLS services are told apart by SNI.
+            if wildcard && tls {
+                chain.sni = vec![svc.hostname.clone()];
+            }
+            out.push(chain);
+        }
+        out
     };
     let http = |rds: String| Chain {
         sni: Vec::new(),
+        destination_cidrs: Vec::new(),
         sniffed_http: (wildcard && protocol != Protocol::HttpProxy) || k == Kind::Auto,
         action: Action::Http(rds),
+        config: None,
     };
     match k {
         Kind::Http => vec![http(port.to_string())],
-        Kind::Tcp => vec![tcp()],
+        Kind::Tcp => tcp(),
         Kind::Auto => {
             let rds = if wildcard {
                 port.to_string()
             } else {
                 sniffed_route_name(&svc.hostname, port)
             };
-            vec![tcp(), http(rds)]
+            let mut chains = tcp();
+            chains.push(http(rds));
+            chains
         }
     }
 }
@@ -180,12 +243,18 @@ fn well_known_conflict(incoming: Protocol, existing: Protocol) -> bool {
     (special(incoming) || special(existing)) && incoming != existing
 }
 
-fn add(out: &mut BTreeMap<String, Entry>, svc: &Arc<Service>, port: u32, protocol: Protocol) {
+fn add(
+    out: &mut BTreeMap<String, Entry>,
+    svc: &Arc<Service>,
+    port: u32,
+    protocol: Protocol,
+    l4: Option<&L4Scope<'_>>,
+) {
     let Some(k) = kind(protocol) else {
         return;
     };
     for bind in binds(svc, k) {
-        let mut chains = chains_for(svc, port, protocol, &bind, k);
+        let mut chains = chains_for(svc, port, protocol, &bind, k, l4);
         // An HTTP chain on 0.0.0.0 matches sniffed HTTP only: the listener is sniffed.
         let sniffed = chains.iter().any(|c| c.sniffed_http);
         let entry_protocol = if sniffed {
@@ -235,12 +304,13 @@ fn add(out: &mut BTreeMap<String, Entry>, svc: &Arc<Service>, port: u32, protoco
 }
 
 /// Every outbound listener but `virtualOutbound`, by name. Services are taken by host name.
-pub(crate) fn plan(registry: &Registry) -> BTreeMap<String, Entry> {
+/// `l4`: the VirtualServices (and proxy) TCP and TLS routes come from; `None`: none.
+pub(crate) fn plan(registry: &Registry, l4: Option<&L4Scope<'_>>) -> BTreeMap<String, Entry> {
     let mut out = BTreeMap::new();
     for svc in registry.services() {
         for p in &svc.ports {
             if !reserved_port(p.port) {
-                add(&mut out, svc, p.port, p.protocol);
+                add(&mut out, svc, p.port, p.protocol, l4);
             }
         }
     }

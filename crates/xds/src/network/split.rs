@@ -67,6 +67,7 @@ impl Networks {
             service_account: String::new(),
             tls_mode: TlsMode::Istio,
             workload: String::new(),
+            labels: Default::default(),
         }));
         Cow::Owned(out)
     }

@@ -48,6 +48,7 @@ fn ep(addr: &str, network: &str, weight: u32, tls: TlsMode, zone: &str) -> Endpo
         service_account: "sa".into(),
         tls_mode: tls,
         workload: format!("ns/{addr}"),
+        labels: Default::default(),
     }
 }
 
