@@ -2,8 +2,8 @@
 //! on this machine, each step narrated with the command a user would type and its real output.
 //!
 //! Two networks of network-namespace hosts: "cluster" (weftd, the east-west gateway, webapp and
-//! catalog in istioinaction) and "vm-network" (the forum VM, which reaches only the gateway, and
-//! an outsider). weftd, weft-agent, weftctl and Envoy are the real programs, capture is real
+//! catalog in istioinaction) and "vm-network" (the forum VM, which reaches only the gateway, its
+//! DNS server, and an outsider). weftd, weft-agent, weftctl and Envoy are the real programs, capture is real
 //! iptables, the clients are real curl. The configuration is embedded: the seed's own manifests
 //! (fixed only where Istio rejects them) and the cluster's objects, from `weft_testkit::seed_lab`,
 //! which the seed-lab scenario test builds the same lab with. Needs root. Exits non-zero if any
@@ -87,7 +87,7 @@ const STEPS: &[(&str, &str, &[&str], StepFn)] = &[
     (
         "Only the gateway",
         "the bundle installed on the VM, which reaches the gateway and nothing else of the cluster",
-        &["forum"],
+        &["forum", "dnsmasq"],
         Demo::only_gateway,
     ),
     (
@@ -97,8 +97,14 @@ const STEPS: &[(&str, &str, &[&str], StepFn)] = &[
         Demo::join,
     ),
     (
+        "DNS on the VM",
+        "the agent's DNS proxy: mesh names from weftd's name table, other names from the VM's DNS server",
+        &["weftd", "forum-agent", "dnsmasq"],
+        Demo::dns,
+    ),
+    (
         "The VM calls the cluster",
-        "the VM's app → webapp and catalog: capture, the VM's Envoy, the gateway on 15443",
+        "the VM's app → webapp and catalog by name: capture, the VM's Envoy, the gateway on 15443",
         &[
             "weftd",
             "gw-agent",

@@ -215,12 +215,52 @@ fn the_demo_runs_the_seed_lab_and_shows_each_steps_evidence() {
         "{s}"
     );
     has(s, &["spiffe://cluster.local/ns/forum-services/sa/forum-sa"]);
-    // 9. The VM's app → webapp and catalog through the gateway's 15443.
+    // 9. DNS on the VM: mesh names answer their VIPs (as weftd lists them), another name is
+    //    answered by the VM's DNS server, and the apps' queries are captured.
     let s = step(&stdout, 9);
+    let services = step(&stdout, 2);
+    for (ns, name) in [
+        ("istioinaction", "webapp"),
+        ("istioinaction", "catalog"),
+        ("forum-services", "forum"),
+    ] {
+        let vip = services
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 3 && f[0] == ns && f[1] == name).then(|| f[3].to_string())
+            })
+            .unwrap_or_else(|| panic!("no VIP for {ns}/{name} in:\n{services}"));
+        has(
+            s,
+            &[&format!(
+                "[forum]$ dig +short @localhost -p 15053 {name}.{ns}\n      {vip}\n"
+            )],
+        );
+        if name == "webapp" {
+            has(
+                s,
+                &[&format!(
+                    "[forum]$ dig +short webapp.istioinaction\n      {vip}\n"
+                )],
+            );
+        }
+    }
     has(
         s,
         &[
-            "[forum]$ curl -sS -i --max-time 3 http://",
+            "[forum]$ dig +short @localhost -p 15053 www.example.com\n      203.0.113.10\n",
+            "query[A] www.example.com from 198.18.1.11",
+            "--dport 53 -j REDIRECT --to-ports 15053",
+        ],
+    );
+    // 10. The VM's app → webapp and catalog by name through the gateway's 15443.
+    let s = step(&stdout, 10);
+    has(
+        s,
+        &[
+            "[forum]$ curl -sS -i --max-time 3 webapp.istioinaction/api/catalog/items/1",
+            "[forum]$ curl -sS -i --max-time 3 catalog.istioinaction/items",
             "server=webapp",
             "server=catalog",
             "URI=spiffe://cluster.local/ns/forum-services/sa/forum-sa",
@@ -232,12 +272,12 @@ fn the_demo_runs_the_seed_lab_and_shows_each_steps_evidence() {
         let name = format!("cluster.outbound_.80_._.{svc}.svc.cluster.local.upstream_cx_total");
         assert!(counter(s, &name) >= 1, "{s}");
     }
-    // 10. webapp → forum.forum-services through the gateway to the VM's app.
-    let s = step(&stdout, 10);
+    // 11. webapp → forum.forum-services through the gateway to the VM's app.
+    let s = step(&stdout, 11);
     has(
         s,
         &[
-            "http://forum.forum-services/api/users",
+            "[webapp]$ curl -sS -i --max-time 3 forum.forum-services/api/users",
             "server=forum",
             "URI=spiffe://cluster.local/ns/istioinaction/sa/webapp",
             "forum.forum-services.svc.cluster.local::198.18.0.11:15443::rq_success::",
@@ -248,8 +288,8 @@ fn the_demo_runs_the_seed_lab_and_shows_each_steps_evidence() {
         counter(s, &format!("{forum_sni}.upstream_cx_total")) >= 1,
         "{s}"
     );
-    // 11. STRICT: the outsider got in before, is refused after; mesh traffic goes on.
-    let s = step(&stdout, 11);
+    // 12. STRICT: the outsider got in before, is refused after; mesh traffic goes on.
+    let s = step(&stdout, 12);
     let (before, after) = s.split_once("mode: STRICT").expect("the STRICT manifest");
     has(before, &["[outsider]$ curl", "x-weft-server: forum"]);
     has(
@@ -264,9 +304,9 @@ fn the_demo_runs_the_seed_lab_and_shows_each_steps_evidence() {
         after.contains("[outsider]$ curl") && after.contains("curl: ("),
         "{after}"
     );
-    // 12. Clean up, verified from outside too.
-    has(step(&stdout, 12), &["✔ nothing left behind"]);
-    has(&stdout, &["12/12 steps passed"]);
+    // 13. Clean up, verified from outside too.
+    has(step(&stdout, 13), &["✔ nothing left behind"]);
+    has(&stdout, &["13/13 steps passed"]);
     let dir = lab_dir(&stdout);
     assert!(!dir.exists(), "{} is left", dir.display());
     nothing_left(pid, &dir.to_string_lossy());
@@ -291,14 +331,14 @@ fn a_failed_step_stops_the_demo_and_still_cleans_up() {
         &[
             "–  4. webapp and catalog ",
             "an earlier step failed",
-            "✔ 12. Clean up",
+            "✔ 13. Clean up",
             "✔ nothing left behind",
-            "3/12 steps passed",
+            "3/13 steps passed",
         ],
     );
     let dir = lab_dir(&stdout);
     has(
-        step(&stdout, 12),
+        step(&stdout, 13),
         &[&format!("logs and configs kept in {}", dir.display())],
     );
     assert!(dir.join("weftd.log").exists(), "the logs are kept");

@@ -5,24 +5,26 @@
 //!  network "cluster" 198.18.0.0/24            network "vm-network" 198.18.1.0/24
 //!  cp      .10  weftd                          forum     .11  the VM (agent, capture, app)
 //!  gw      .11 ─── east-west gateway ─── .10   outsider  .12  no mesh
-//!  webapp  .12  agent, capture, app
+//!  webapp  .12  agent, capture, app            dns       .13  the VMs' DNS server (dnsmasq)
 //!  catalog .13  agent, capture, app
 //! ```
 //!
 //! The gateway (`weft-agent proxy router`) forwards nothing at the IP level: the VM reaches only
 //! the gateway's address. Using the seed's own YAML (fixed where Istio rejects it): the forum
 //! bundle is made with `--ingressIP <gateway>`, so the VM agent's control-plane connection goes
-//! through the gateway's `PASSTHROUGH` 15012 server (expose-istiod) to weftd; the VM's app calls
-//! webapp's and catalog's VIPs and goes through capture, Envoy and the gateway's
-//! `AUTO_PASSTHROUGH` 15443 server (one SNI cluster per service); webapp calls forum's VIP and
-//! reaches the VM through the gateway too (the gateway is the vm-network's gateway in the mesh
+//! through the gateway's `PASSTHROUGH` 15012 server (expose-istiod) to weftd; on the VM the
+//! agent's DNS proxy answers mesh names with their VIPs and forwards other names to the VM's DNS
+//! server; the VM's app calls `webapp.istioinaction` and `catalog.istioinaction` and goes through
+//! capture, Envoy and the gateway's `AUTO_PASSTHROUGH` 15443 server (one SNI cluster per
+//! service); webapp calls `forum.forum-services` and reaches the VM through the gateway too (the gateway is the vm-network's gateway in the mesh
 //! networks); with mesh-wide STRICT mTLS a plain request to the VM from outside fails while mesh
 //! traffic goes on. The gateway Envoy's stats prove each path.
 
 use std::time::Duration;
 use weft_testkit::Lab;
 use weft_testkit::seed_lab::{
-    ISTIOD_CLUSTER, SeedLab, admin, call, clusters, connect, sni_cluster, stat,
+    ISTIOD_CLUSTER, OUTSIDE_ADDR, OUTSIDE_NAME, SeedLab, admin, call, clusters, connect,
+    sni_cluster, stat,
 };
 
 #[test]
@@ -31,6 +33,7 @@ fn seed_lab_vm_joins_and_talks_to_the_cluster_through_the_east_west_gateway() {
     let (gw_internal, gw_external) = (s.gw_internal(), s.gw_external());
     s.write_config().unwrap();
     let cp = s.start_weftd().unwrap();
+    let dns = s.start_dns_server().unwrap();
 
     // The east-west gateway: `weft-agent proxy router` on the cluster network.
     let (_gw_root, gw_agent) = s.start_gateway(&cp).unwrap();
@@ -86,11 +89,31 @@ fn seed_lab_vm_joins_and_talks_to_the_cluster_through_the_east_west_gateway() {
         "the VM's xDS stream stays open through the gateway"
     );
 
-    // 2. webapp → forum's VIP: webapp's Envoy has the VM as the gateway's address, and the
-    //    gateway's SNI-DNAT cluster carries it, mTLS end to end.
+    // 2. DNS on the VM: the agent answers mesh names from weftd's name table and forwards
+    //    other names to the VM's DNS server.
     let long = Duration::from_secs(30);
     let forum_vip = cp.service_vip("forum-services", "forum").unwrap();
-    let forum_url = format!("http://{forum_vip}/api/users");
+    let webapp_vip = cp.service_vip("istioinaction", "webapp").unwrap();
+    let catalog_vip = cp.service_vip("istioinaction", "catalog").unwrap();
+    assert_ne!(catalog_vip, webapp_vip);
+    for (name, vip) in [
+        ("webapp.istioinaction", &webapp_vip),
+        ("catalog.istioinaction", &catalog_vip),
+        ("forum.forum-services", &forum_vip),
+    ] {
+        let got = s.wait_dig(&s.forum, name, vip, long).unwrap();
+        assert_eq!(got.output.trim(), vip.as_str(), "{name}");
+    }
+    let got = s
+        .wait_dig(&s.forum, OUTSIDE_NAME, OUTSIDE_ADDR, long)
+        .unwrap();
+    assert_eq!(got.output.trim(), OUTSIDE_ADDR);
+    let asked = format!("query[A] {OUTSIDE_NAME} from {}", s.forum.ip());
+    assert!(dns.log().contains(&asked), "{}", dns.log());
+
+    // 3. webapp → forum.forum-services (webapp's agent resolves it): webapp's Envoy has the VM
+    //    as the gateway's address, and the gateway's SNI-DNAT cluster carries it, mTLS end to end.
+    let forum_url = "http://forum.forum-services/api/users".to_string();
     let got = s
         .wait_call(
             &s.webapp,
@@ -117,10 +140,9 @@ fn seed_lab_vm_joins_and_talks_to_the_cluster_through_the_east_west_gateway() {
     let forum_sni = sni_cluster("forum.forum-services");
     assert!(stat(&s.gw, &format!("{forum_sni}.upstream_cx_total")) >= 1);
 
-    // 3. The VM's app → webapp's and catalog's VIPs (no DNS): capture, the VM's Envoy, the
-    //    gateway on 15443, which picks the service by SNI.
-    let webapp_vip = cp.service_vip("istioinaction", "webapp").unwrap();
-    let webapp_url = format!("http://{webapp_vip}/api/catalog/items/1");
+    // 4. The VM's app → webapp.istioinaction and catalog.istioinaction: DNS capture, traffic
+    //    capture, the VM's Envoy, the gateway on 15443, which picks the service by SNI.
+    let webapp_url = "webapp.istioinaction/api/catalog/items/1".to_string();
     let got = s
         .wait_call(&s.forum, &[&webapp_url], long, &[&forum_agent])
         .unwrap();
@@ -141,9 +163,7 @@ fn seed_lab_vm_joins_and_talks_to_the_cluster_through_the_east_west_gateway() {
     );
     let webapp_sni = sni_cluster("webapp.istioinaction");
     assert!(stat(&s.gw, &format!("{webapp_sni}.upstream_cx_total")) >= 1);
-    let catalog_vip = cp.service_vip("istioinaction", "catalog").unwrap();
-    assert_ne!(catalog_vip, webapp_vip);
-    let catalog_url = format!("http://{catalog_vip}/items");
+    let catalog_url = "catalog.istioinaction/items".to_string();
     let got = s
         .wait_call(&s.forum, &[&catalog_url], long, &[&catalog.agent])
         .unwrap();
@@ -151,7 +171,7 @@ fn seed_lab_vm_joins_and_talks_to_the_cluster_through_the_east_west_gateway() {
     let catalog_sni = sni_cluster("catalog.istioinaction");
     assert!(stat(&s.gw, &format!("{catalog_sni}.upstream_cx_total")) >= 1);
 
-    // 4. A plain request from outside the mesh reaches the VM's app while mTLS is PERMISSIVE...
+    // 5. A plain request from outside the mesh reaches the VM's app while mTLS is PERMISSIVE...
     let direct = format!("http://{}:8080/api/users", s.forum.ip());
     assert_eq!(call(&s.outsider, &[&direct]).status, 200);
     // ...and fails once the seed's mesh-wide STRICT PeerAuthentication applies.

@@ -26,11 +26,12 @@ impl Demo {
             s.catalog.ip()
         ));
         say(&format!(
-            "network vm-network {}: gw {}, forum {} (the VM), outsider {} (not in the mesh)",
+            "network vm-network {}: gw {}, forum {} (the VM), outsider {} (not in the mesh), dns {} (the VM's DNS server)",
             s.vm_net.cidr(),
             s.gw_external(),
             s.forum.ip(),
-            s.outsider.ip()
+            s.outsider.ip(),
+            s.dns.ip()
         ));
         let fwd = run_shown(&s.gw, &["cat", "/proc/sys/net/ipv4/ip_forward"], T, 2)?;
         check(fwd.stdout.trim() == "0", || {

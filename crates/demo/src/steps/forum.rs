@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{check, kit, show_stats, started};
 use crate::narrate::{command, ok, output, run_shown, say, show, show_call};
 use crate::{Demo, need};
-use weft_testkit::seed_lab::{ISTIOD_CLUSTER, admin, connect, health_of, stat};
+use weft_testkit::seed_lab::{ISTIOD_CLUSTER, OUTSIDE_NAME, admin, connect, health_of, stat};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -109,9 +109,23 @@ impl Demo {
             10,
         )?;
         if !added.is_empty() {
-            say("plus Istio's VM capture defaults that the group does not set, in cluster.env:");
-            output(&added, 5);
+            say(
+                "plus, in cluster.env, what the group does not set: Istio's VM capture defaults, and CAPTURE_ALL_DNS\n(the lab's hosts share this machine's /etc/resolv.conf, whose server they cannot reach: every DNS\nquery of the VM's apps goes to the agent, wherever it is addressed):",
+            );
+            output(&added, 6);
         }
+        let dns = kit(s.start_dns_server())?;
+        say(&format!(
+            "the VM's DNS server ({}, dnsmasq, knows {OUTSIDE_NAME} only), named in the VM's resolv.conf:",
+            s.dns.ip()
+        ));
+        command("dns", &started(&dns));
+        run_shown(
+            &s.forum,
+            &["cat", &root.path("etc/resolv.conf").display().to_string()],
+            T,
+            3,
+        )?;
         let app = kit(s.start_forum_app())?;
         say("the VM's app (the kit's HTTP server standing in for forum):");
         command("forum", &started(&app));

@@ -2,6 +2,7 @@
 
 pub mod cleanup;
 mod cluster;
+mod dns;
 mod forum;
 mod strict;
 mod traffic;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::traffic::{FORUM_IDENTITY, WEBAPP_IDENTITY, forum_args};
+use super::traffic::{FORUM_IDENTITY, FORUM_URL, WEBAPP_IDENTITY};
 use super::{check, kit, show_stats};
 use crate::narrate::{ok, run_shown, say, show_call};
 use crate::{Demo, need};
@@ -14,7 +14,6 @@ const COUNTER: &str = "upstream_cx_rx_bytes_total";
 impl Demo {
     pub(crate) fn strict(&mut self) -> Result<String, String> {
         let s = &self.s;
-        let cp = need(&self.cp, "weftd")?;
         let weftctl = need(&self.weftctl, "weftctl")?;
         let direct = format!("http://{}:8080/api/users", s.forum.ip());
         say(
@@ -51,17 +50,12 @@ impl Demo {
         let webapp_sni = sni_cluster("webapp.istioinaction");
         let bytes = |sni: &str| stat(&s.gw, &format!("{sni}.{COUNTER}"));
         let before = (bytes(&forum_sni), bytes(&webapp_sni));
-        let forum_vip = kit(cp.service_vip("forum-services", "forum"))?;
-        let args = forum_args(&forum_vip);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let got = call(&s.webapp, &args);
+        let got = call(&s.webapp, &[FORUM_URL]);
         show_call("webapp", &got, 14);
         check(got.ok() && got.output.contains(WEBAPP_IDENTITY), || {
             "under STRICT, webapp → forum should still work over mutual TLS".into()
         })?;
-        let webapp_vip = kit(cp.service_vip("istioinaction", "webapp"))?;
-        let url = format!("http://{webapp_vip}/api/catalog/items/1");
-        let got = call(&s.forum, &[&url]);
+        let got = call(&s.forum, &["webapp.istioinaction/api/catalog/items/1"]);
         show_call("forum", &got, 14);
         check(got.ok() && got.output.contains(FORUM_IDENTITY), || {
             "under STRICT, the VM → webapp should still work over mutual TLS".into()

@@ -13,14 +13,8 @@ const T: Duration = Duration::from_secs(30);
 pub(crate) const FORUM_IDENTITY: &str = "URI=spiffe://cluster.local/ns/forum-services/sa/forum-sa";
 pub(crate) const WEBAPP_IDENTITY: &str = "URI=spiffe://cluster.local/ns/istioinaction/sa/webapp";
 
-/// curl's arguments for `http://forum.forum-services/api/users` with the name given `vip`.
-pub(crate) fn forum_args(vip: &str) -> [String; 3] {
-    [
-        "--resolve".to_string(),
-        format!("forum.forum-services:80:{vip}"),
-        "http://forum.forum-services/api/users".to_string(),
-    ]
-}
+/// What webapp calls on the VM (its agent resolves the name).
+pub(crate) const FORUM_URL: &str = "forum.forum-services/api/users";
 
 impl Demo {
     pub(crate) fn vm_to_cluster(&mut self) -> Result<String, String> {
@@ -37,9 +31,9 @@ impl Demo {
         ] {
             let vip = kit(cp.service_vip("istioinaction", name))?;
             say(&format!(
-                "the VM's app, plain curl with no proxy settings, calls {name}'s VIP {vip}:"
+                "the VM's app, plain curl with no proxy settings, calls {name}.istioinaction (VIP {vip}):"
             ));
-            let url = format!("http://{vip}{path}");
+            let url = format!("{name}.istioinaction{path}");
             let got = kit(s.wait_call(&s.forum, &[&url], T, &[forum_agent, &w.agent]))?;
             show_call("forum", &got, 14);
             check(
@@ -99,11 +93,9 @@ impl Demo {
         let webapp = need(&self.webapp, "webapp")?;
         let vip = kit(cp.service_vip("forum-services", "forum"))?;
         say(&format!(
-            "forum.forum-services has VIP {vip}; there is no cluster DNS in this lab, so curl --resolve\ngives the name its VIP, as kube-dns would:"
+            "webapp's app calls forum.forum-services (VIP {vip}; webapp's agent answers the name, as kube-dns would):"
         ));
-        let args = forum_args(&vip);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let got = kit(s.wait_call(&s.webapp, &args, T, &[&webapp.agent, forum_agent]))?;
+        let got = kit(s.wait_call(&s.webapp, &[FORUM_URL], T, &[&webapp.agent, forum_agent]))?;
         show_call("webapp", &got, 14);
         check(
             got.output.contains("server=forum\n") && got.output.contains(WEBAPP_IDENTITY),

@@ -6,7 +6,7 @@
 //!  network "cluster" 198.18.0.0/24            network "vm-network" 198.18.1.0/24
 //!  cp      .10  weftd                          forum     .11  the VM (agent, capture, app)
 //!  gw      .11 ─── east-west gateway ─── .10   outsider  .12  no mesh
-//!  webapp  .12  agent, capture, app
+//!  webapp  .12  agent, capture, app            dns       .13  the VMs' DNS server (dnsmasq)
 //!  catalog .13  agent, capture, app
 //! ```
 //!
@@ -15,24 +15,26 @@
 //! `--ingressIP <gateway>`, so the VM agent's control-plane connection goes through the
 //! gateway's `PASSTHROUGH` 15012 server (expose-istiod) to weftd, and mesh traffic both ways
 //! goes through its `AUTO_PASSTHROUGH` 15443 server (the gateway is the vm-network's gateway in
-//! the mesh networks).
+//! the mesh networks). The agents' DNS proxies answer mesh names from weftd's name tables; the VM's
+//! forwards other names to its DNS server.
 
 pub mod manifests;
 mod probe;
+mod start;
+mod waits;
 
 pub use probe::{
-    Call, ENVOY_ADMIN, admin, call, clusters, connect, health_of, stat, stats, workload_entries,
+    Call, ENVOY_ADMIN, admin, call, clusters, connect, dig, health_of, stat, stats,
+    workload_entries,
 };
 
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::lab::{Lab, Network};
-use crate::mesh::{CAPTURE_ENV, ControlPlane, VmRoot};
+use crate::mesh::VmRoot;
 use crate::process::Process;
-use crate::vm_bundle::{install, weftctl};
-use crate::wait::{Attempt, poll_until};
 use manifests::ClusterAddrs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,6 +46,18 @@ pub const GATEWAY_ENV: &[(&str, &str)] = &[
         "ISTIO_METAJSON_LABELS",
         r#"{"istio":"eastwestgateway","app":"istio-eastwestgateway","topology.istio.io/network":"cluster"}"#,
     ),
+];
+
+/// A name outside the mesh, which only the VMs' DNS server knows, and its address.
+pub const OUTSIDE_NAME: &str = "www.example.com";
+pub const OUTSIDE_ADDR: &str = "203.0.113.10";
+
+/// The agent's DNS proxy settings of the lab's workloads: DNS capture, and every query of their
+/// apps captured (the lab's hosts share this machine's `/etc/resolv.conf`, which names a server
+/// they cannot reach; `CAPTURE_ALL_DNS` sends those queries to the agent too).
+pub const DNS_ENV: &[(&str, &str)] = &[
+    ("ISTIO_META_DNS_CAPTURE", "true"),
+    ("CAPTURE_ALL_DNS", "true"),
 ];
 
 /// The gateway's listeners: mesh traffic, istiod, istiod's webhook.
@@ -84,6 +98,8 @@ pub struct SeedLab {
     pub catalog: Host,
     pub forum: Host,
     pub outsider: Host,
+    /// The VMs' DNS server (not in the mesh).
+    pub dns: Host,
 }
 
 impl SeedLab {
@@ -98,6 +114,7 @@ impl SeedLab {
         let catalog = lab.host("catalog", &[&cluster])?;
         let forum = lab.host("forum", &[&vm_net])?;
         let outsider = lab.host("outsider", &[&vm_net])?;
+        let dns = lab.host("dns", &[&vm_net])?;
         gw.run(
             &["sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"],
             Duration::from_secs(5),
@@ -118,6 +135,7 @@ impl SeedLab {
             catalog,
             forum,
             outsider,
+            dns,
         })
     }
 
@@ -202,211 +220,8 @@ impl SeedLab {
         ]
     }
 
-    /// Starts weftd in the control-plane host (state in `<lab>/state`).
-    pub fn start_weftd(&self) -> Result<ControlPlane> {
-        let args = self.weftd_args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        ControlPlane::start(&self.cp, &self.dir().join("state"), &args)
-    }
-
-    /// Starts the east-west gateway: `weft-agent proxy router` with a bundle for
-    /// istio-system/istio-eastwestgateway (process `gw-agent`).
-    pub fn start_gateway(&self, cp: &ControlPlane) -> Result<(VmRoot, Process)> {
-        let root = VmRoot::new(&self.dir().join("gw-root"))?;
-        root.write_bundle(
-            cp,
-            &self.gw,
-            "istio-system",
-            "istio-eastwestgateway",
-            "istio-eastwestgateway",
-            GATEWAY_ENV,
-        )?;
-        let agent = root.start_agent(&self.gw, "gw-agent", &["router"])?;
-        Ok((root, agent))
-    }
-
-    /// Waits for the gateway's three listeners; returns Envoy's `/listeners`.
-    pub fn wait_gateway(&self, agent: &Process) -> Result<String> {
-        poll_until("the gateway's listeners", Duration::from_secs(30), || {
-            agent.ensure_running()?;
-            let listeners = admin(&self.gw, "/listeners");
-            Ok(if GATEWAY_LISTENERS.iter().all(|n| listeners.contains(n)) {
-                Attempt::Ready(listeners)
-            } else {
-                Attempt::NotYet(listeners)
-            })
-        })
-    }
-
-    /// Starts workload `name` (webapp or catalog) in istioinaction on `host`: the app (which
-    /// echoes the client certificate Envoy saw) on 8080, capture, and the agent as istio-proxy.
-    pub fn start_cluster_workload(
-        &self,
-        cp: &ControlPlane,
-        host: &Host,
-        name: &str,
-    ) -> Result<Workload> {
-        let app = host.start_http_server(
-            name,
-            SocketAddr::from(([0, 0, 0, 0], 8080)),
-            &["x-forwarded-client-cert"],
-        )?;
-        let root = VmRoot::new(&self.dir().join(format!("{name}-root")))?;
-        let mut env = CAPTURE_ENV.to_vec();
-        env.push(("ISTIO_META_NETWORK", "cluster"));
-        root.write_bundle(cp, host, "istioinaction", name, name, &env)?;
-        root.install_capture(host)?;
-        let agent = root.start_agent_as_proxy_user(host, &format!("{name}-agent"), &[])?;
-        Ok(Workload { root, app, agent })
-    }
-
-    /// `weftctl x workload entry configure` for the seed's forum group with the gateway as the
-    /// ingress address (in the control-plane host; the group file is `<lab>/workloadgroup.yaml`).
-    pub fn configure_forum(&self, cp: &ControlPlane) -> Result<Bundle> {
-        let group = self.dir().join("workloadgroup.yaml");
-        std::fs::write(&group, manifests::FORUM_GROUP.fixed()?)
-            .map_err(|e| Error::io("write workloadgroup.yaml", e))?;
-        let dir = self.dir().join("forum-bundle");
-        let args: Vec<String> = [
-            "x",
-            "workload",
-            "entry",
-            "configure",
-            "-f",
-            &group.display().to_string(),
-            "-o",
-            &dir.display().to_string(),
-            "--clusterID",
-            "Kubernetes",
-            "--autoregister",
-            "--ingressIP",
-            &self.gw_external().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let printed = weftctl(cp, &argv)?;
-        Ok(Bundle { args, dir, printed })
-    }
-
-    /// Installs the bundle into the VM's root as Istio's VM instructions do, then adds Istio's
-    /// VM capture defaults that `cluster.env` does not set; returns the root and the lines
-    /// added.
-    pub fn install_forum(&self, bundle: &Bundle) -> Result<(VmRoot, String)> {
-        let root = VmRoot::new(&self.dir().join("forum-root"))?;
-        install(&bundle.dir, &root)?;
-        let path = root.path("var/lib/istio/envoy/cluster.env");
-        let env = std::fs::read_to_string(&path).map_err(|e| Error::io("read cluster.env", e))?;
-        let added: String = CAPTURE_ENV
-            .iter()
-            .filter(|(k, _)| !env.contains(&format!("{k}=")))
-            .map(|(k, v)| format!("{k}='{v}'\n"))
-            .collect();
-        std::fs::write(&path, env + &added).map_err(|e| Error::io("write cluster.env", e))?;
-        Ok((root, added))
-    }
-
-    /// The VM's app (`forum`, echoing the client certificate Envoy saw) on 8080.
-    pub fn start_forum_app(&self) -> Result<Process> {
-        self.forum.start_http_server(
-            "forum",
-            SocketAddr::from(([0, 0, 0, 0], 8080)),
-            &["x-forwarded-client-cert"],
-        )
-    }
-
-    /// Installs capture on the VM and starts its agent as istio-proxy (process `forum-agent`).
-    pub fn start_forum_agent(&self, root: &VmRoot) -> Result<Process> {
-        root.install_capture(&self.forum)?;
-        root.start_agent_as_proxy_user(&self.forum, "forum-agent", &[])
-    }
-
     /// The WorkloadEntry weftd creates for the VM: `forum-<ip>-vm-network`.
     pub fn forum_entry(&self) -> String {
         format!("forum-{}-vm-network", self.forum.ip())
-    }
-
-    /// Waits until the VM's entry is registered and Healthy; returns the
-    /// `weftctl get workloadentries -n forum-services` table.
-    pub fn wait_forum_healthy(&self, cp: &ControlPlane, agent: &Process) -> Result<String> {
-        let entry = self.forum_entry();
-        poll_until(
-            "the VM registered through the gateway and Healthy=True",
-            Duration::from_secs(40),
-            || {
-                agent.ensure_running()?;
-                let table = workload_entries(cp);
-                Ok(if health_of(&table, &entry).as_deref() == Some("True") {
-                    Attempt::Ready(table)
-                } else {
-                    Attempt::NotYet(table)
-                })
-            },
-        )
-    }
-
-    /// Repeats `curl ARGS` from `from` until it answers 200 (or `timeout`), with `agents` still
-    /// running; returns that call.
-    pub fn wait_call(
-        &self,
-        from: &Host,
-        args: &[&str],
-        timeout: Duration,
-        agents: &[&Process],
-    ) -> Result<Call> {
-        poll_until(
-            &format!("{} to answer 200 from {}", args.join(" "), from.name()),
-            timeout,
-            || {
-                for a in agents {
-                    a.ensure_running()?;
-                }
-                let c = call(from, args);
-                Ok(if c.ok() {
-                    Attempt::Ready(c)
-                } else {
-                    Attempt::NotYet(c.output)
-                })
-            },
-        )
-    }
-
-    /// Repeats `curl ARGS` from `from` until it gets no answer at all (or `timeout`); returns
-    /// that call.
-    pub fn wait_call_fails(&self, from: &Host, args: &[&str], timeout: Duration) -> Result<Call> {
-        poll_until(
-            &format!("{} to fail from {}", args.join(" "), from.name()),
-            timeout,
-            || {
-                let c = call(from, args);
-                Ok(if c.status == 0 {
-                    Attempt::Ready(c)
-                } else {
-                    Attempt::NotYet(c.output)
-                })
-            },
-        )
-    }
-
-    /// Waits until the gateway's counter `<cluster>.<counter>` exceeds its `before` value for
-    /// each `(cluster, before)`; returns the new values.
-    pub fn wait_stat_above(
-        &self,
-        before: &[(&str, u64)],
-        counter: &str,
-        timeout: Duration,
-    ) -> Result<Vec<u64>> {
-        poll_until(&format!("the gateway's {counter} to grow"), timeout, || {
-            let now: Vec<u64> = before
-                .iter()
-                .map(|(c, _)| stat(&self.gw, &format!("{c}.{counter}")))
-                .collect();
-            Ok(if now.iter().zip(before).all(|(n, (_, b))| n > b) {
-                Attempt::Ready(now)
-            } else {
-                Attempt::NotYet(format!("{before:?} -> {now:?}"))
-            })
-        })
     }
 }

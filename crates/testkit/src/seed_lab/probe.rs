@@ -132,6 +132,23 @@ pub fn connect(host: &Host, target: &str) -> Call {
     }
 }
 
+/// `dig ARGS...` in `host`: `status` 1 when it exited 0, and what it printed.
+pub fn dig(host: &Host, args: &[&str]) -> Call {
+    let argv: Vec<String> = std::iter::once("dig")
+        .chain(args.iter().copied())
+        .map(str::to_string)
+        .collect();
+    let (ok, output) = match host.run(&argv, Duration::from_secs(20)) {
+        Ok(out) => (out.success(), format!("{}{}", out.stdout, out.stderr)),
+        Err(e) => (false, e.to_string()),
+    };
+    Call {
+        argv,
+        status: u16::from(ok),
+        output,
+    }
+}
+
 /// `weftctl get workloadentries -n forum-services` (empty if weftd does not answer).
 pub fn workload_entries(cp: &ControlPlane) -> String {
     weftctl(cp, &["get", "workloadentries", "-n", "forum-services"]).unwrap_or_default()
