@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use weft_testkit::seed_lab::Call;
 use weft_testkit::{CommandOutput, Host, Process};
 
 /// Lines of a process log printed when a step fails.
@@ -152,6 +153,30 @@ pub fn show_output(out: &CommandOutput, max_lines: usize) {
     }
 }
 
+/// Prints the tail of each process's log (after a failed step).
+pub fn log_tails(processes: &[Process]) {
+    for p in processes {
+        println!(
+            "   {}",
+            styled(
+                "33",
+                &format!(
+                    "last {FAILURE_TAIL} lines of {} ({}):",
+                    p.name(),
+                    show(p.log_path())
+                )
+            )
+        );
+        output(&p.log_tail(FAILURE_TAIL), FAILURE_TAIL);
+    }
+}
+
+/// Shows a curl run from `host`: its command line and what it printed.
+pub fn show_call(host: &str, call: &Call, max_lines: usize) {
+    command(host, &command_line(&call.argv));
+    output(&call.output, max_lines);
+}
+
 /// The outcome of one step.
 pub struct StepResult {
     pub title: String,
@@ -179,57 +204,39 @@ impl Steps {
         }
     }
 
-    /// Runs step `title`: `f` narrates and checks, returning a value for later steps and a
-    /// one-line note for the summary. On failure, prints the error and the tail of the logs of
-    /// `processes` (those that exist).
-    pub fn run<T>(
+    /// Whether a step has failed so far (later steps are then skipped).
+    pub fn failed(&self) -> bool {
+        self.results.iter().any(|r| r.state == State::Failed)
+    }
+
+    /// Runs step `title`: `f` narrates and checks, returning a one-line note for the summary.
+    /// On failure, prints the error; returns whether it passed.
+    pub fn run(
         &mut self,
         title: &str,
         what: &str,
-        processes: impl FnOnce() -> Vec<Process>,
-        f: impl FnOnce() -> Result<(T, String), String>,
-    ) -> Option<T> {
+        f: impl FnOnce() -> Result<String, String>,
+    ) -> bool {
         heading(self.results.len() + 1, title, what);
         let start = Instant::now();
         let result = f();
         let took = start.elapsed();
-        match result {
-            Ok((value, note)) => {
-                self.results.push(StepResult {
-                    title: title.to_string(),
-                    state: State::Passed,
-                    took,
-                    note,
-                });
-                Some(value)
-            }
+        let (state, note) = match result {
+            Ok(note) => (State::Passed, note),
             Err(e) => {
                 println!("   {} {}", styled("31", "✘"), styled("31", "step failed:"));
                 output(&e, 60);
-                for p in processes() {
-                    println!(
-                        "   {}",
-                        styled(
-                            "33",
-                            &format!(
-                                "last {FAILURE_TAIL} lines of {} ({}):",
-                                p.name(),
-                                show(p.log_path())
-                            )
-                        )
-                    );
-                    output(&p.log_tail(FAILURE_TAIL), FAILURE_TAIL);
-                }
                 let first_line = e.lines().next().unwrap_or_default();
-                self.results.push(StepResult {
-                    title: title.to_string(),
-                    state: State::Failed,
-                    took,
-                    note: first_line.chars().take(90).collect(),
-                });
-                None
+                (State::Failed, first_line.chars().take(90).collect())
             }
-        }
+        };
+        self.results.push(StepResult {
+            title: title.to_string(),
+            state,
+            took,
+            note,
+        });
+        state == State::Passed
     }
 
     /// Records a step that could not run because an earlier one failed.

@@ -37,7 +37,7 @@ static STALE_CLEANUP: Once = Once::new();
 /// namespaces deleted, and the directory removed — unless the thread is panicking (a failed
 /// test), in which case the tail of every log is printed and the directory is kept and named.
 pub struct Lab {
-    inner: Arc<LabInner>,
+    pub(crate) inner: Arc<LabInner>,
 }
 
 pub(crate) struct LabInner {
@@ -54,6 +54,8 @@ struct LabState {
     host_names: Vec<String>,
     processes: Vec<Process>,
     keep_dir: bool,
+    /// Teardown has begun (on drop or on a signal).
+    closed: bool,
 }
 
 struct NetworkState {
@@ -162,6 +164,9 @@ impl Lab {
         validate_name("network", name)?;
         let index = {
             let mut state = self.inner.state();
+            if state.closed {
+                return Err(Error::new("the lab is being torn down"));
+            }
             if state.networks.iter().any(|n| n.name == name) {
                 return Err(Error::new(format!("network {name:?} already exists")));
             }
@@ -198,6 +203,9 @@ impl Lab {
         let netns = format!("{}-{name}", self.inner.id);
         let (host_index, addrs) = {
             let mut state = self.inner.state();
+            if state.closed {
+                return Err(Error::new("the lab is being torn down"));
+            }
             if state.host_names.iter().any(|h| h == name) {
                 return Err(Error::new(format!("host {name:?} already exists")));
             }
@@ -265,29 +273,34 @@ impl Drop for Lab {
         if failed {
             self.inner.dump_logs();
         }
-        self.inner.teardown();
-        let keep = failed
-            || self.inner.state().keep_dir
-            || std::env::var_os(KEEP_ENV).is_some_and(|v| v == "1");
-        if keep {
-            eprintln!(
-                "weft lab {}: logs and configs kept in {}",
-                self.inner.id,
-                self.inner.dir.display()
-            );
-        } else if let Err(e) = fs::remove_dir_all(&self.inner.dir) {
-            eprintln!(
-                "weft lab {}: cannot remove {}: {e}",
-                self.inner.id,
-                self.inner.dir.display()
-            );
-        }
+        self.inner.close(failed);
     }
 }
 
 impl LabInner {
     fn state(&self) -> MutexGuard<'_, LabState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tears everything down, then removes the directory unless it is kept (`keep`, the lab's
+    /// own flag or `$WEFT_KEEP_LABS=1`), in which case it is named.
+    pub(crate) fn close(&self, keep: bool) {
+        self.teardown();
+        let keep =
+            keep || self.state().keep_dir || std::env::var_os(KEEP_ENV).is_some_and(|v| v == "1");
+        if keep {
+            eprintln!(
+                "weft lab {}: logs and configs kept in {}",
+                self.id,
+                self.dir.display()
+            );
+        } else if let Err(e) = fs::remove_dir_all(&self.dir) {
+            eprintln!(
+                "weft lab {}: cannot remove {}: {e}",
+                self.id,
+                self.dir.display()
+            );
+        }
     }
 
     fn dump_logs(&self) {
@@ -321,6 +334,7 @@ impl LabInner {
     fn teardown(&self) {
         let (processes, namespaces) = {
             let mut state = self.state();
+            state.closed = true;
             (
                 std::mem::take(&mut state.processes),
                 std::mem::take(&mut state.hosts),
@@ -344,9 +358,15 @@ impl LabInner {
         }
     }
 
-    /// Registers a process for teardown.
+    /// Registers a process for teardown; one started after teardown began is stopped at once.
     pub(crate) fn register(&self, process: Process) {
-        self.state().processes.push(process);
+        let mut state = self.state();
+        if state.closed {
+            drop(state);
+            process.kill();
+        } else {
+            state.processes.push(process);
+        }
     }
 
     /// A log path for a process called `name` that no other process of the lab uses.
