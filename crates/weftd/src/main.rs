@@ -17,10 +17,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::net::TcpListener;
-use weft_identity::store::{CaFiles, CaSource};
 use weft_identity::KeyAlgorithm;
+use weft_identity::store::{CaFiles, CaSource};
 use weft_proto::ca::istio_certificate_service_server::IstioCertificateServiceServer;
-use weft_proto::envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 
 #[derive(Parser, Clone)]
 #[command(
@@ -200,18 +199,21 @@ async fn run(args: Args) -> Result<(), String> {
         args.service_cidr,
     )
     .await?;
-    // Every accepted configuration change becomes one debounced push state.
+    // Every accepted configuration change becomes one debounced push state, whose context is
+    // built from the previous one (so that it knows what changed).
+    let mut previous: Option<Arc<weft_xds::PushContext>> = None;
     let push_rx = xds::push::debounced(
         store_rx,
         xds::push::DEBOUNCE_AFTER,
         xds::push::DEBOUNCE_MAX,
-        move |snap: &Arc<store::StoreSnapshot>, version| xds::push::PushState {
-            version,
-            generator: Arc::new(weft_xds::PushContext::new(
-                snap.config.clone(),
-                &snap.allocations,
-                &mesh,
-            )),
+        move |snap: &Arc<store::StoreSnapshot>, version| {
+            let (config, alloc) = (snap.config.clone(), &snap.allocations);
+            let context = Arc::new(match &previous {
+                Some(p) => weft_xds::PushContext::next(p, config, alloc, &mesh),
+                None => weft_xds::PushContext::new(config, alloc, &mesh),
+            });
+            previous = Some(context.clone());
+            xds::push::PushState { version, context }
         },
     );
     let xds_state = Arc::new(xds::XdsState::new(authn.clone(), metrics.clone(), push_rx));
@@ -224,13 +226,7 @@ async fn run(args: Args) -> Result<(), String> {
                 default_ttl,
                 metrics: metrics.clone(),
             }))
-            .add_service(
-                AggregatedDiscoveryServiceServer::new(xds::Ads {
-                    state: xds_state.clone(),
-                })
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(usize::MAX),
-            )
+            .add_service(xds::fast::AdsService::new(xds_state.clone()))
     };
     let tls_listener = bind(args.xds_tls_addr, "xDS/CA TLS").await?;
     let plain_listener = bind(args.xds_plaintext_addr, "xDS/CA plaintext").await?;
