@@ -18,7 +18,7 @@ fn cds(mesh: &Mesh) -> DeltaDiscoveryRequest {
 #[tokio::test]
 async fn a_response_is_grpc_and_two_requests_in_one_data_frame_are_both_served() {
     let mesh = Mesh::new(3, 3);
-    let mut server = Server::new(&mesh);
+    let mut server = Server::new(&mesh, 64);
     let mut c = server.delta().await;
     assert_eq!(c.headers.get("content-type").unwrap(), "application/grpc");
     let lds = DeltaDiscoveryRequest {
@@ -47,7 +47,7 @@ async fn a_response_is_grpc_and_two_requests_in_one_data_frame_are_both_served()
 #[tokio::test]
 async fn bad_requests_end_the_stream_with_their_status() {
     let mesh = Mesh::new(2, 2);
-    let mut server = Server::new(&mesh);
+    let mut server = Server::new(&mesh, 64);
     // Too large: refused from the header alone.
     let mut c = server.delta().await;
     let mut header = vec![0u8];
@@ -78,7 +78,7 @@ async fn bad_requests_end_the_stream_with_their_status() {
 #[tokio::test]
 async fn callers_on_the_tls_port_must_authenticate() {
     let mesh = Mesh::new(2, 2);
-    let mut server = Server::new(&mesh);
+    let mut server = Server::new(&mesh, 64);
     let c = server.open_as(DELTA_PATH, true).await;
     assert_eq!(
         c.headers.get("grpc-status").unwrap(),

@@ -1,8 +1,9 @@
 //! The xDS server: ADS over gRPC in both state-of-the-world and delta forms, with each
 //! connection authenticated (certificate or token) and authorised against the node it claims.
 //! `fast` serves delta ADS (framing in `wire`), tonic serves SotW; both run `stream`, whose
-//! per-type state and diffs are `watch` (with `names`).
+//! per-type state and diffs are `watch` (with `names`); full syncs are admitted by `admission`.
 
+mod admission;
 pub mod fast;
 mod names;
 pub mod node;
@@ -75,6 +76,7 @@ pub struct XdsState {
     pushes: tokio::sync::watch::Receiver<Arc<push::PushState>>,
     conns: Mutex<BTreeMap<u64, ConnStatus>>,
     next_id: AtomicU64,
+    admission: admission::Admission,
 }
 
 impl XdsState {
@@ -89,6 +91,7 @@ impl XdsState {
             pushes,
             conns: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
+            admission: admission::Admission::new(admission::MAX_FULL_SYNCS),
         }
     }
 

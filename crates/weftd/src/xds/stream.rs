@@ -4,6 +4,7 @@
 //! what changed for the types Envoy watches, clusters before endpoints before listeners before
 //! routes (make before break). What "changed" means is [`Watch`]'s business.
 
+use super::admission::FullSync;
 use super::node::Proxy;
 use super::push::PushState;
 use super::watch::{Diff, Watch};
@@ -13,9 +14,10 @@ use crate::authn::Caller;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 use weft_proto::envoy_types::pb::envoy::config::core::v3::Node;
@@ -164,6 +166,8 @@ pub struct Conn<F: Flavor> {
     nonces: u64,
     push: Arc<PushState>,
     tx: Sender<Result<F::Response, Box<Status>>>,
+    /// Admission of this stream's full responses (see `admission`).
+    full_sync: Option<FullSync>,
 }
 
 impl<F: Flavor> Conn<F> {
@@ -202,6 +206,7 @@ impl<F: Flavor> Conn<F> {
             nonces: 0,
             push,
             tx,
+            full_sync: None,
         })
     }
 
@@ -225,7 +230,7 @@ impl<F: Flavor> Conn<F> {
         let first = !self.watches.contains_key(url);
         let w = self.watches.entry(url.to_string()).or_default();
         let answer = F::subscribe(w, &mut req, url, first);
-        drop(req); // not kept while the answer waits for the client to read
+        drop(req); // not kept while the answer waits (for admission, or for the client to read)
         match answer {
             Some(force) => self.send(url, force).await,
             None => true,
@@ -239,6 +244,7 @@ impl<F: Flavor> Conn<F> {
         if nonce.is_empty() || nonce != w.nonce {
             return; // not an answer to our latest response
         }
+        w.full_unanswered = false;
         match error {
             Some(message) => {
                 self.state.metrics.xds_rejects.fetch_add(1, Relaxed);
@@ -255,6 +261,11 @@ impl<F: Flavor> Conn<F> {
                 });
             }
         }
+        if let Some(f) = &mut self.full_sync
+            && !self.watches.values().any(|w| w.full_unanswered)
+        {
+            f.answered();
+        }
     }
 
     /// Sends `url`'s changes (SotW: its whole current set) if there are any, or if `force`.
@@ -270,11 +281,19 @@ impl<F: Flavor> Conn<F> {
         if diff.is_empty() && !force {
             return true;
         }
+        let full = w.responses == 0 && !diff.updates.is_empty();
+        if full {
+            self.admit().await;
+        }
+        let Some(w) = self.watches.get_mut(url) else {
+            return true;
+        };
         self.nonces += 1;
         let nonce = self.nonces.to_string();
         let resp = F::response(w, diff, url, &nonce, push.version);
         w.nonce = nonce.clone();
         w.responses += 1;
+        w.full_unanswered = full;
         let version = push.version.to_string();
         self.state.update(self.id, url, |s| {
             s.sent_nonce = nonce;
@@ -282,6 +301,14 @@ impl<F: Flavor> Conn<F> {
         });
         self.state.metrics.xds_pushes.fetch_add(1, Relaxed);
         self.tx.send(Ok(resp)).await.is_ok()
+    }
+
+    /// Takes (or keeps) this stream's full-sync permit.
+    async fn admit(&mut self) {
+        match &mut self.full_sync {
+            Some(f) => f.extend(),
+            None => self.full_sync = self.state.admission.enter().await,
+        }
     }
 
     /// A new configuration: send every watched type what changed, in make-before-break order.
@@ -295,6 +322,10 @@ impl<F: Flavor> Conn<F> {
             }
         }
         true
+    }
+
+    fn full_sync_deadline(&self) -> Option<Instant> {
+        self.full_sync.as_ref().map(|f| f.deadline)
     }
 }
 
@@ -325,6 +356,8 @@ pub async fn run<F: Flavor>(
     let mut pushes = state.pushes();
     let mut conn: Option<Conn<F>> = None;
     loop {
+        let hold = conn.as_ref().and_then(Conn::full_sync_deadline);
+        let far = Instant::now() + Duration::from_secs(3600);
         let req = tokio::select! {
             r = inbound.next() => match r {
                 Some(Ok(r)) => r,
@@ -337,6 +370,10 @@ pub async fn run<F: Flavor>(
             },
             p = next_push(&mut pushes), if conn.is_some() => {
                 if let Some(c) = conn.as_mut() && !c.on_push(p).await { break; }
+                continue;
+            }
+            _ = tokio::time::sleep_until(hold.unwrap_or(far)), if hold.is_some() => {
+                if let Some(c) = conn.as_mut() { c.full_sync = None; }
                 continue;
             }
         };

@@ -1,5 +1,6 @@
 //! Stream behaviour through the real service (delta on the fast path, SotW on tonic).
 
+use crate::xds::admission::{GRACE, HOLD};
 use crate::xds::node;
 use crate::xds::test_client::{Client, Server, node};
 use crate::xds::test_mesh::{Mesh, eds_name, ns};
@@ -83,7 +84,7 @@ async fn sync(
 #[tokio::test]
 async fn delta_sync_acks_nacks_and_pushes_only_to_touched_views() {
     let mut mesh = Mesh::new(12, 24);
-    let mut server = Server::new(&mesh);
+    let mut server = Server::new(&mesh, 64);
     let (pa, pb) = (mesh.proxy(0), mesh.proxy(1));
     let mut a = server.delta().await;
     a.send(first(&pa, type_url::CLUSTER, &[])).await;
@@ -179,7 +180,7 @@ async fn delta_sync_acks_nacks_and_pushes_only_to_touched_views() {
 #[tokio::test]
 async fn a_reconnect_with_initial_versions_is_sent_only_differences() {
     let mut mesh = Mesh::new(8, 16);
-    let mut server = Server::new(&mesh);
+    let mut server = Server::new(&mesh, 64);
     let p = mesh.proxy(2);
     let mut a = server.delta().await;
     let held = sync(&mut a, &mesh, &p).await;
@@ -208,7 +209,7 @@ async fn a_reconnect_with_initial_versions_is_sent_only_differences() {
 #[tokio::test]
 async fn sotw_sends_whole_sets_when_they_change() {
     let mut mesh = Mesh::new(6, 12);
-    let mut server = Server::new(&mesh);
+    let mut server = Server::new(&mesh, 64);
     let p = mesh.proxy(0);
     let mut c = server.sotw().await;
     c.send(DiscoveryRequest {
@@ -251,4 +252,43 @@ async fn sotw_sends_whole_sets_when_they_change() {
     c.send(ack(&r, &two)).await;
     assert!(c.quiet(QUIET).await);
     assert_eq!(sync_state(&server, &p, "ClusterLoadAssignment"), "SYNCED");
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_syncs_wait_for_a_permit_until_answered_or_the_hold_expires() {
+    let mesh = Mesh::new(4, 8);
+    let mut server = Server::new(&mesh, 1);
+    let (pa, pb) = (mesh.proxy(0), mesh.proxy(1));
+    let mut a = server.delta().await;
+    a.send(first(&pa, type_url::CLUSTER, &[])).await;
+    let ra: DeltaDiscoveryResponse = a.recv().await.unwrap();
+    let mut b = server.delta().await;
+    b.send(first(&pb, type_url::CLUSTER, &[])).await;
+    assert!(
+        b.quiet(Duration::from_secs(2)).await,
+        "b waits for a's permit"
+    );
+    // a ACKs and goes on to endpoints at once: it keeps its permit, b still waits.
+    a.send(delta(type_url::CLUSTER, &[], &ra.nonce)).await;
+    a.send(delta(type_url::ENDPOINT, &eds_all(&mesh), "")).await;
+    let r: DeltaDiscoveryResponse = a.recv().await.unwrap();
+    assert_eq!(r.resources.len(), 4);
+    assert!(b.quiet(Duration::from_secs(2)).await, "a's sync goes first");
+    // Once a has answered everything, b gets the permit after the grace.
+    a.send(delta(type_url::ENDPOINT, &[], &r.nonce)).await;
+    let start = tokio::time::Instant::now();
+    let rb: DeltaDiscoveryResponse = b.recv().await.unwrap();
+    assert!(!rb.resources.is_empty());
+    let waited = start.elapsed();
+    assert!(waited >= GRACE && waited < GRACE * 2, "{waited:?}");
+    // b never answers: a's next full response (listeners) gets the permit once b's hold expires.
+    a.send(delta(type_url::LISTENER, &[], "")).await;
+    let start = tokio::time::Instant::now();
+    let r: Option<DeltaDiscoveryResponse> = a.recv_within(Duration::from_secs(30)).await;
+    assert_eq!(r.unwrap().type_url, type_url::LISTENER);
+    let waited = start.elapsed();
+    assert!(
+        waited >= HOLD - Duration::from_secs(1) && waited <= HOLD,
+        "{waited:?}"
+    );
 }

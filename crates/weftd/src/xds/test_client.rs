@@ -1,11 +1,11 @@
 //! In-process ADS clients for tests: requests framed into an HTTP body handed straight to
 //! [`AdsService`], responses read from the returned body (no sockets).
 
-use super::XdsState;
 use super::fast::{AdsService, DELTA_PATH};
 use super::push::PushState;
 use super::test_mesh::Mesh;
 use super::wire::Deframer;
+use super::{XdsState, admission::Admission};
 use crate::authn::Authenticator;
 use crate::conn::PeerInfo;
 use crate::metrics::Metrics;
@@ -29,7 +29,7 @@ use weft_proto::envoy_types::pb::google::protobuf::{Empty, Struct, Value, value:
 pub const SOTW_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
-/// weftd's xDS side on `mesh`; push new states with `set`.
+/// weftd's xDS side on `mesh`, with `admission` full-sync permits; push new states with `set`.
 pub struct Server {
     pub state: Arc<XdsState>,
     pub service: AdsService,
@@ -39,7 +39,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(mesh: &Mesh) -> Server {
+    pub fn new(mesh: &Mesh, admission: usize) -> Server {
         let key = KeyAlgorithm::EcdsaP256.generate().unwrap();
         let tokens = TokenAuthority::from_pem(&key.serialize_pem(), &key.public_key_pem()).unwrap();
         let authn = Authenticator::new(Arc::new(tokens), "cluster.local".into());
@@ -48,7 +48,9 @@ impl Server {
             version: 1,
             context: context.clone(),
         }));
-        let state = Arc::new(XdsState::new(authn, Arc::new(Metrics::default()), rx));
+        let mut state = XdsState::new(authn, Arc::new(Metrics::default()), rx);
+        state.admission = Admission::new(admission);
+        let state = Arc::new(state);
         Server {
             service: AdsService::new(state.clone()),
             state,
@@ -159,6 +161,14 @@ impl Client {
     /// Whether nothing arrives within `wait`.
     pub async fn quiet(&mut self, wait: Duration) -> bool {
         self.next_within(wait).await.is_none()
+    }
+
+    /// The next response within `wait` (`None` on timeout or at the end).
+    pub async fn recv_within<T: Message + Default>(&mut self, wait: Duration) -> Option<T> {
+        self.next_within(wait)
+            .await
+            .flatten()
+            .map(|m| T::decode(&m[..]).unwrap())
     }
 
     /// `Some(Some(message))`, `Some(None)` at the end, `None` on timeout.

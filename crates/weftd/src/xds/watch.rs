@@ -65,6 +65,8 @@ pub struct Watch {
     pub nacked_push: Option<u64>,
     /// Responses sent so far.
     pub responses: u64,
+    /// The latest response was the first (full) one of this type and has not been answered.
+    pub full_unanswered: bool,
 }
 
 fn shared_of(held: &Held) -> Option<&Arc<SharedList>> {
