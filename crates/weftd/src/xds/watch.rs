@@ -122,7 +122,7 @@ impl Watch {
     /// Delta `initial_resource_versions`: what the client already holds after a reconnect.
     pub fn declare(&mut self, versions: HashMap<String, String>) {
         self.held = Held::Explicit(versions);
-        self.pending.clear();
+        self.pending = HashSet::new();
     }
 
     /// SotW `resource_names`: replaces the subscription; returns whether it changed.
@@ -153,7 +153,7 @@ impl Watch {
                 .collect();
             self.held = Held::Explicit(map);
         }
-        self.pending.clear();
+        self.pending = HashSet::new();
     }
 
     /// What `ctx` has for this watch that the client does not hold; afterwards the watch holds it.
@@ -200,7 +200,7 @@ impl Watch {
             own: new_own,
             own_at: Some(ctx.generation()),
         };
-        self.pending.clear();
+        self.pending = HashSet::new(); // not clear(): that keeps the table (32 KiB at 1,000 names)
         if self.resubscribed {
             self.resubscribed = false;
             if let Some(l) = shared_of(&self.held).cloned() {

@@ -206,6 +206,11 @@ fn one_endpoint_change_is_one_update_and_reuses_everything_else() {
     assert_eq!(eds.sync(&a, &proxy).updates.len(), 50);
     assert_eq!(cds.sync(&a, &proxy).updates.len(), 50 + 3 + 1);
     assert!(eds.w.covering());
+    assert_eq!(
+        eds.w.pending.capacity(),
+        0,
+        "nothing kept of the 50 subscriptions"
+    );
     mesh.entries[20].1 = 9; // wl-20 belongs to svc-20
     let b = mesh.context(Some(&a));
     let d = eds.sync(&b, &proxy);
