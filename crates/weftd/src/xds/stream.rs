@@ -168,6 +168,8 @@ pub struct Conn<F: Flavor> {
     tx: Sender<Result<F::Response, Box<Status>>>,
     /// Admission of this stream's full responses (see `admission`).
     full_sync: Option<FullSync>,
+    /// Whether the stream was admitted before (it then goes first).
+    admitted: bool,
 }
 
 impl<F: Flavor> Conn<F> {
@@ -207,6 +209,7 @@ impl<F: Flavor> Conn<F> {
             push,
             tx,
             full_sync: None,
+            admitted: false,
         })
     }
 
@@ -261,10 +264,8 @@ impl<F: Flavor> Conn<F> {
                 });
             }
         }
-        if let Some(f) = &mut self.full_sync
-            && !self.watches.values().any(|w| w.full_unanswered)
-        {
-            f.answered();
+        if self.full_sync.is_some() && !self.watches.values().any(|w| w.full_unanswered) {
+            self.full_sync = None;
         }
     }
 
@@ -307,7 +308,11 @@ impl<F: Flavor> Conn<F> {
     async fn admit(&mut self) {
         match &mut self.full_sync {
             Some(f) => f.extend(),
-            None => self.full_sync = self.state.admission.enter().await,
+            None => {
+                let continuing = self.admitted;
+                self.full_sync = Some(self.state.admission.enter(continuing).await);
+                self.admitted = true;
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! Stream behaviour through the real service (delta on the fast path, SotW on tonic).
 
-use crate::xds::admission::{GRACE, HOLD};
+use crate::xds::admission::HOLD;
 use crate::xds::node;
 use crate::xds::test_client::{Client, Server, node};
 use crate::xds::test_mesh::{Mesh, eds_name, ns};
@@ -255,33 +255,35 @@ async fn sotw_sends_whole_sets_when_they_change() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn full_syncs_wait_for_a_permit_until_answered_or_the_hold_expires() {
+async fn full_syncs_wait_for_a_permit_returning_streams_first() {
     let mesh = Mesh::new(4, 8);
     let mut server = Server::new(&mesh, 1);
-    let (pa, pb) = (mesh.proxy(0), mesh.proxy(1));
+    let (pa, pb, pc) = (mesh.proxy(0), mesh.proxy(1), mesh.proxy(2));
+    let wait = Duration::from_secs(2);
     let mut a = server.delta().await;
     a.send(first(&pa, type_url::CLUSTER, &[])).await;
     let ra: DeltaDiscoveryResponse = a.recv().await.unwrap();
     let mut b = server.delta().await;
     b.send(first(&pb, type_url::CLUSTER, &[])).await;
-    assert!(
-        b.quiet(Duration::from_secs(2)).await,
-        "b waits for a's permit"
-    );
-    // a ACKs and goes on to endpoints at once: it keeps its permit, b still waits.
+    assert!(b.quiet(wait).await, "b waits for a's permit");
+    // a's ACK gives the permit to b; a's endpoints wait for it in turn.
     a.send(delta(type_url::CLUSTER, &[], &ra.nonce)).await;
     a.send(delta(type_url::ENDPOINT, &eds_all(&mesh), "")).await;
-    let r: DeltaDiscoveryResponse = a.recv().await.unwrap();
-    assert_eq!(r.resources.len(), 4);
-    assert!(b.quiet(Duration::from_secs(2)).await, "a's sync goes first");
-    // Once a has answered everything, b gets the permit after the grace.
-    a.send(delta(type_url::ENDPOINT, &[], &r.nonce)).await;
-    let start = tokio::time::Instant::now();
     let rb: DeltaDiscoveryResponse = b.recv().await.unwrap();
     assert!(!rb.resources.is_empty());
-    let waited = start.elapsed();
-    assert!(waited >= GRACE && waited < GRACE * 2, "{waited:?}");
-    // b never answers: a's next full response (listeners) gets the permit once b's hold expires.
+    assert!(a.quiet(wait).await);
+    // c comes now; when b answers, a (admitted before) goes first.
+    let mut c = server.delta().await;
+    c.send(first(&pc, type_url::CLUSTER, &[])).await;
+    assert!(c.quiet(wait).await);
+    b.send(delta(type_url::CLUSTER, &[], &rb.nonce)).await;
+    let r: DeltaDiscoveryResponse = a.recv().await.unwrap();
+    assert_eq!(r.resources.len(), 4);
+    assert!(c.quiet(wait).await, "a's sync goes on before c's starts");
+    a.send(delta(type_url::ENDPOINT, &[], &r.nonce)).await;
+    let rc: DeltaDiscoveryResponse = c.recv().await.unwrap();
+    assert!(!rc.resources.is_empty());
+    // c never answers: a's listeners get the permit once c's hold expires.
     a.send(delta(type_url::LISTENER, &[], "")).await;
     let start = tokio::time::Instant::now();
     let r: Option<DeltaDiscoveryResponse> = a.recv_within(Duration::from_secs(30)).await;
