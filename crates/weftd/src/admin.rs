@@ -18,7 +18,6 @@
 use crate::http::{Body, Req, json, respond, text};
 use crate::store::{Origin, StoreError, StoreHandle, StoreSnapshot};
 use crate::xds::XdsState;
-use crate::xds::generate::Proxy;
 use hyper::{Method, Response, StatusCode};
 use prost::Message;
 use serde_json::{Value, json};
@@ -29,6 +28,7 @@ use weft_model::snapshot::Key;
 use weft_model::{Entry, Kind, Outcome, Resource};
 use weft_proto::nds::NameTable;
 use weft_proto::type_url;
+use weft_xds::Proxy;
 
 /// Content type of an apply body that carries several named files.
 pub const FILES_CONTENT_TYPE: &str = "application/x-weft-files+json";
@@ -481,7 +481,7 @@ impl Admin {
         };
         let push = self.xds.pushes().borrow().clone();
         let configs: Vec<Value> = push
-            .generator
+            .context
             .generate(&proxy, type_url::NAME_TABLE)
             .iter()
             .filter_map(|r| NameTable::decode(r.resource.value.as_slice()).ok())

@@ -17,11 +17,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::net::TcpListener;
-use weft_identity::store::{CaFiles, CaSource};
+use tokio::net::{TcpListener, TcpSocket};
 use weft_identity::KeyAlgorithm;
+use weft_identity::store::{CaFiles, CaSource};
 use weft_proto::ca::istio_certificate_service_server::IstioCertificateServiceServer;
-use weft_proto::envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 
 #[derive(Parser, Clone)]
 #[command(
@@ -148,10 +147,23 @@ fn check(args: &Args) -> ExitCode {
     }
 }
 
+/// Connections the kernel may queue for `accept` per listener (capped by `net.core.somaxconn`).
+/// tokio's default, 1,024, overflows when thousands of proxies (re)connect at once: the kernel
+/// then drops their SYNs and they retry 1, 3, 7 s later.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }?;
+        socket.set_reuseaddr(true)?; // as TcpListener::bind
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -211,18 +223,21 @@ async fn run(args: Args) -> Result<(), String> {
         args.service_cidr,
     )
     .await?;
-    // Every accepted configuration change becomes one debounced push state.
+    // Every accepted configuration change becomes one debounced push state, whose context is
+    // built from the previous one (so that it knows what changed).
+    let mut previous: Option<Arc<weft_xds::PushContext>> = None;
     let push_rx = xds::push::debounced(
         store_rx,
         xds::push::DEBOUNCE_AFTER,
         xds::push::DEBOUNCE_MAX,
-        move |snap: &Arc<store::StoreSnapshot>, version| xds::push::PushState {
-            version,
-            generator: Arc::new(weft_xds::PushContext::new(
-                snap.config.clone(),
-                &snap.allocations,
-                &mesh,
-            )),
+        move |snap: &Arc<store::StoreSnapshot>, version| {
+            let (config, alloc) = (snap.config.clone(), &snap.allocations);
+            let context = Arc::new(match &previous {
+                Some(p) => weft_xds::PushContext::next(p, config, alloc, &mesh),
+                None => weft_xds::PushContext::new(config, alloc, &mesh),
+            });
+            previous = Some(context.clone());
+            xds::push::PushState { version, context }
         },
     );
     let grace = match args
@@ -256,13 +271,7 @@ async fn run(args: Args) -> Result<(), String> {
                 default_ttl,
                 metrics: metrics.clone(),
             }))
-            .add_service(
-                AggregatedDiscoveryServiceServer::new(xds::Ads {
-                    state: xds_state.clone(),
-                })
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(usize::MAX),
-            )
+            .add_service(xds::fast::AdsService::new(xds_state.clone()))
     };
     let tls_listener = bind(args.xds_tls_addr, "xDS/CA TLS").await?;
     let plain_listener = bind(args.xds_plaintext_addr, "xDS/CA plaintext").await?;
@@ -359,5 +368,34 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accept queue a listening socket got: `ss` shows it as Send-Q.
+    #[tokio::test]
+    async fn listeners_queue_4096_connections() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), "test").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let out = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let backlog: u32 = text
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no listener in ss output: {text:?}"));
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(backlog, LISTEN_BACKLOG.min(somaxconn));
+        assert!(backlog > 1024, "more than tokio's default");
     }
 }

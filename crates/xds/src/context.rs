@@ -1,5 +1,7 @@
 //! The per-snapshot push context: the registry, PeerAuthentications, and the resources every
-//! sidecar shares, built once on first use.
+//! sidecar shares, built once on first use. A context built with [`PushContext::next`] also knows
+//! what changed since its predecessor: per shared list (see [`SharedList`]) and which proxies' own
+//! resources may differ (see `scope`).
 
 use crate::authn::{MtlsPolicy, PeerAuthentications};
 use crate::authz::{self, AuthorizationPolicies};
@@ -9,43 +11,100 @@ use crate::network::{NetworkView, Networks};
 use crate::proxy::{Proxy, ProxyKind};
 use crate::registry::{Allocations, Registry, Resolution};
 use crate::resource::NamedResource;
+use crate::scope::ProxyScope;
+use crate::shared::SharedList;
 use crate::virtual_service::VirtualServices;
 use crate::{DOMAIN_SUFFIX, clusters, endpoints, gateway, listeners, name_table, routes};
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use weft_model::snapshot::Snapshot;
 use weft_proto::envoy_types::util::pack_any;
 use weft_proto::type_url;
 
 type Shared = OnceLock<Vec<Arc<NamedResource>>>;
 
+/// One shared list of a context: built on first use, as the successor of the predecessor's list
+/// when the predecessor had built it.
+#[derive(Default)]
+struct Slot {
+    built: OnceLock<Arc<SharedList>>,
+    prev: Option<Arc<SharedList>>,
+}
+
+impl Slot {
+    fn after(prev: &Slot) -> Slot {
+        Slot {
+            built: OnceLock::new(),
+            prev: prev.built.get().cloned(),
+        }
+    }
+
+    fn get(&self, build: impl FnOnce() -> Vec<Arc<NamedResource>>) -> &Arc<SharedList> {
+        self.built.get_or_init(|| match &self.prev {
+            Some(p) => SharedList::after(p, build()),
+            None => SharedList::new(build()),
+        })
+    }
+}
+
+/// Identifies one context; held by connections to ask a later context whether it directly
+/// follows the one they last generated from.
+#[derive(Clone, Debug)]
+pub struct Generation(Arc<()>);
+
 /// Everything translation needs for one snapshot. Cheap to create; the shared resource lists
 /// are built on the first request that needs them and then handed out as `Arc` clones.
 pub struct PushContext {
     snapshot: Arc<Snapshot>,
     mesh: MeshConfig,
+    allocations: Allocations,
     registry: Registry,
     peer_authentications: PeerAuthentications,
     authorization_policies: AuthorizationPolicies,
     networks: Networks,
     virtual_services: VirtualServices,
     destination_rules: DestinationRules,
-    clusters: Shared,
-    endpoints: Shared,
+    clusters: Slot,
+    endpoints: Slot,
     /// With network gateways, endpoints differ per network (split horizon): one slot per network
     /// the configuration names; other views are built uncached.
     network_endpoints: BTreeMap<String, Shared>,
-    listeners: Shared,
+    listeners: Slot,
     /// Route configurations per proxy DNS domain (`<ns>.svc.cluster.local`), one slot for each
     /// namespace the snapshot knows; other domains are built uncached.
-    routes: BTreeMap<String, Shared>,
+    routes: BTreeMap<String, Slot>,
     /// Outbound listeners per proxy namespace, used instead of `listeners` when VirtualServices
     /// bound to `mesh` have TCP or TLS routes (what a proxy sees depends on its namespace).
     namespace_listeners: BTreeMap<String, Shared>,
+    generation: Generation,
+    /// The predecessor's generation (weak: contexts never keep older ones alive).
+    follows: Option<Weak<()>>,
+    /// Whose own resources may differ from the predecessor's.
+    scope: ProxyScope,
 }
 
 impl PushContext {
     pub fn new(snapshot: Arc<Snapshot>, allocations: &Allocations, mesh: &MeshConfig) -> Self {
+        Self::build(snapshot, allocations, mesh, None)
+    }
+
+    /// The context of the next configuration version: its shared lists record what changed
+    /// against `prev`'s (those `prev` had built), and it knows whose own resources changed.
+    pub fn next(
+        prev: &PushContext,
+        snapshot: Arc<Snapshot>,
+        allocations: &Allocations,
+        mesh: &MeshConfig,
+    ) -> Self {
+        Self::build(snapshot, allocations, mesh, Some(prev))
+    }
+
+    fn build(
+        snapshot: Arc<Snapshot>,
+        allocations: &Allocations,
+        mesh: &MeshConfig,
+        prev: Option<&PushContext>,
+    ) -> Self {
         let registry = Registry::build(&snapshot, allocations, mesh);
         let peer_authentications = PeerAuthentications::new(&snapshot, &mesh.root_namespace);
         let authorization_policies = AuthorizationPolicies::new(&snapshot, &mesh.root_namespace);
@@ -75,26 +134,166 @@ impl PushContext {
             .iter()
             .map(|ns| (ns.clone(), OnceLock::new()))
             .collect();
+        let slot =
+            |f: fn(&PushContext) -> &Slot| prev.map(|p| Slot::after(f(p))).unwrap_or_default();
         let routes = namespaces
             .into_iter()
-            .map(|ns| (format!("{ns}.svc.{DOMAIN_SUFFIX}"), OnceLock::new()))
+            .map(|ns| {
+                let domain = format!("{ns}.svc.{DOMAIN_SUFFIX}");
+                let s = prev
+                    .and_then(|p| p.routes.get(&domain))
+                    .map(Slot::after)
+                    .unwrap_or_default();
+                (domain, s)
+            })
             .collect();
+        let scope = match prev {
+            Some(p) => ProxyScope::between(
+                &p.snapshot,
+                &snapshot,
+                p.allocations == *allocations && p.mesh == *mesh,
+            ),
+            None => ProxyScope::All,
+        };
         PushContext {
+            clusters: slot(|p| &p.clusters),
+            endpoints: slot(|p| &p.endpoints),
+            listeners: slot(|p| &p.listeners),
             snapshot,
             mesh: mesh.clone(),
+            allocations: allocations.clone(),
             registry,
             peer_authentications,
             authorization_policies,
             networks,
             virtual_services,
             destination_rules,
-            clusters: OnceLock::new(),
-            endpoints: OnceLock::new(),
             network_endpoints,
-            listeners: OnceLock::new(),
             routes,
             namespace_listeners,
+            generation: Generation(Arc::new(())),
+            follows: prev.map(|p| Arc::downgrade(&p.generation.0)),
+            scope,
         }
+    }
+
+    pub fn generation(&self) -> Generation {
+        self.generation.clone()
+    }
+
+    /// Whether this context was built (by [`PushContext::next`]) from the one of `generation`.
+    pub fn follows(&self, generation: &Generation) -> bool {
+        self.follows
+            .as_ref()
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&generation.0)))
+    }
+
+    /// Whether `proxy`'s own resources of `type_url` ([`PushContext::own`]) are the same as in
+    /// the context of `since`, known without building them: it is this context, or this context
+    /// directly follows that one and its changes cannot touch them. A proxy that does not take a
+    /// type's shared list (see [`PushContext::shared`]) has all of it as its own: then only the
+    /// same context vouches for it.
+    pub fn own_unchanged(&self, proxy: &Proxy, type_url: &str, since: &Generation) -> bool {
+        if Arc::ptr_eq(&self.generation.0, &since.0) {
+            return true;
+        }
+        if !self.follows(since) || !self.takes_shared(proxy, type_url) {
+            return false;
+        }
+        match type_url {
+            type_url::CLUSTER | type_url::LISTENER => !self.scope.touches(proxy),
+            _ => matches!(self.scope, ProxyScope::Nothing),
+        }
+    }
+
+    /// Whether `proxy`'s resources of `type_url` are a shared list plus its own additions: a
+    /// sidecar without proxy-specific DestinationRule settings, on the mesh's single network,
+    /// whose listeners and routes do not depend on its namespace or labels beyond the shared
+    /// per-namespace route configurations.
+    fn takes_shared(&self, proxy: &Proxy, type_url: &str) -> bool {
+        if proxy.kind != ProxyKind::Sidecar {
+            return false;
+        }
+        match type_url {
+            type_url::CLUSTER => self
+                .destination_rules
+                .proxy_specific(&self.registry, proxy)
+                .services
+                .is_empty(),
+            type_url::ENDPOINT => {
+                !self.networks.multi_network()
+                    && self.networks.view(proxy).plain().is_some()
+                    && self
+                        .destination_rules
+                        .proxy_specific(&self.registry, proxy)
+                        .services
+                        .is_empty()
+            }
+            type_url::LISTENER => !self.virtual_services.has_mesh_l4_routes(),
+            type_url::ROUTE => {
+                !self.virtual_services.http_routes_depend_on_labels()
+                    && proxy.dns_domain == format!("{}.svc.{DOMAIN_SUFFIX}", proxy.namespace)
+                    && self.routes.contains_key(&proxy.dns_domain)
+            }
+            _ => false,
+        }
+    }
+
+    /// The part of [`PushContext::generate`] that every proxy of its kind (and, for routes, of its
+    /// DNS domain) shares: the same list for all of them. `None` for proxies whose view differs
+    /// (their [`PushContext::own`] is everything).
+    pub fn shared(&self, proxy: &Proxy, type_url: &str) -> Option<&Arc<SharedList>> {
+        if !self.takes_shared(proxy, type_url) {
+            return None;
+        }
+        match type_url {
+            type_url::CLUSTER => Some(self.shared_cluster_list()),
+            type_url::ENDPOINT => Some(self.shared_endpoint_list()),
+            type_url::LISTENER => Some(self.shared_listener_list()),
+            type_url::ROUTE => self
+                .routes
+                .get(&proxy.dns_domain)
+                .map(|slot| slot.get(|| self.build_routes(proxy))),
+            _ => None,
+        }
+    }
+
+    /// The rest of [`PushContext::generate`]: built for this proxy alone (`inbound|<port>||`
+    /// clusters and `virtualInbound` beside the shared lists; everything for proxies that do not
+    /// take the shared list of a type, routers, and per-proxy types such as the name table).
+    pub fn own(&self, proxy: &Proxy, type_url: &str) -> Vec<Arc<NamedResource>> {
+        if !self.takes_shared(proxy, type_url) {
+            return self.full(proxy, type_url);
+        }
+        match type_url {
+            type_url::CLUSTER => self.inbound_clusters(proxy),
+            type_url::LISTENER => vec![self.virtual_inbound(proxy)],
+            _ => Vec::new(),
+        }
+    }
+
+    fn inbound_clusters(&self, proxy: &Proxy) -> Vec<Arc<NamedResource>> {
+        self.registry
+            .inbound_ports(proxy)
+            .iter()
+            .map(|p| {
+                let rule = self
+                    .registry
+                    .service(&p.service_host)
+                    .and_then(|svc| self.destination_rules.inbound(&proxy.namespace, svc));
+                let c = clusters::inbound(p, rule.map(|r| r.as_ref()));
+                resource(c.name.clone(), c)
+            })
+            .collect()
+    }
+
+    fn virtual_inbound(&self, proxy: &Proxy) -> Arc<NamedResource> {
+        let inbound = listeners::inbound::virtual_inbound(
+            &self.registry.inbound_ports(proxy),
+            &self.mtls_policy(proxy),
+            &self.inbound_authz(proxy),
+        );
+        resource(inbound.name.clone(), inbound)
     }
 
     pub fn registry(&self) -> &Registry {
@@ -139,6 +338,16 @@ impl PushContext {
     /// them. Shared ones are the same `Arc` for every proxy. Routers (gateways) are configured
     /// from their Gateways (see [`gateway`]). Unknown type URLs give nothing.
     pub fn generate(&self, proxy: &Proxy, type_url: &str) -> Vec<Arc<NamedResource>> {
+        let mut out = self
+            .shared(proxy, type_url)
+            .map(|l| l.items().to_vec())
+            .unwrap_or_default();
+        out.extend(self.own(proxy, type_url));
+        out
+    }
+
+    /// Everything of `type_url` for `proxy`, built for it.
+    fn full(&self, proxy: &Proxy, type_url: &str) -> Vec<Arc<NamedResource>> {
         let sidecar = proxy.kind == ProxyKind::Sidecar;
         match type_url {
             type_url::CLUSTER | type_url::ENDPOINT | type_url::LISTENER | type_url::ROUTE
@@ -150,14 +359,7 @@ impl PushContext {
                 let specific = self.destination_rules.proxy_specific(&self.registry, proxy);
                 let mut out = clusters::for_proxy(self.shared_clusters(), &specific);
                 if sidecar {
-                    out.extend(self.registry.inbound_ports(proxy).iter().map(|p| {
-                        let rule = self
-                            .registry
-                            .service(&p.service_host)
-                            .and_then(|svc| self.destination_rules.inbound(&proxy.namespace, svc));
-                        let c = clusters::inbound(p, rule.map(|r| r.as_ref()));
-                        resource(c.name.clone(), c)
-                    }));
+                    out.extend(self.inbound_clusters(proxy));
                 }
                 out
             }
@@ -169,12 +371,7 @@ impl PushContext {
             }
             type_url::LISTENER if sidecar => {
                 let mut out = self.outbound_listeners(proxy);
-                let inbound = listeners::inbound::virtual_inbound(
-                    &self.registry.inbound_ports(proxy),
-                    &self.mtls_policy(proxy),
-                    &self.inbound_authz(proxy),
-                );
-                out.push(resource(inbound.name.clone(), inbound));
+                out.push(self.virtual_inbound(proxy));
                 out
             }
             type_url::NAME_TABLE => vec![resource(
@@ -187,7 +384,7 @@ impl PushContext {
                 let shared = !self.virtual_services.http_routes_depend_on_labels()
                     && proxy.dns_domain == format!("{}.svc.{DOMAIN_SUFFIX}", proxy.namespace);
                 match self.routes.get(&proxy.dns_domain).filter(|_| shared) {
-                    Some(slot) => slot.get_or_init(|| self.build_routes(proxy)).clone(),
+                    Some(slot) => slot.get(|| self.build_routes(proxy)).items().to_vec(),
                     None => self.build_routes(proxy),
                 }
             }
@@ -198,7 +395,11 @@ impl PushContext {
     /// Outbound clusters (by name), then BlackHoleCluster, InboundPassthroughCluster,
     /// PassthroughCluster.
     pub fn shared_clusters(&self) -> &[Arc<NamedResource>] {
-        self.clusters.get_or_init(|| {
+        self.shared_cluster_list().items()
+    }
+
+    fn shared_cluster_list(&self) -> &Arc<SharedList> {
+        self.clusters.get(|| {
             let mut out: Vec<Arc<NamedResource>> = Vec::new();
             for svc in self.registry.services() {
                 let rule = self.destination_rules.shared(svc);
@@ -224,8 +425,12 @@ impl PushContext {
     /// EDS cluster has one, possibly empty: Envoy waits for it (initial fetch timeout 0). These
     /// are every proxy's while the mesh has a single network (no network gateways).
     pub fn shared_endpoints(&self) -> &[Arc<NamedResource>] {
+        self.shared_endpoint_list().items()
+    }
+
+    fn shared_endpoint_list(&self) -> &Arc<SharedList> {
         self.endpoints
-            .get_or_init(|| self.build_endpoints(&NetworkView::default()))
+            .get(|| self.build_endpoints(&NetworkView::default()))
     }
 
     /// The endpoints a proxy with `view` gets: shared by all proxies while the mesh has one
@@ -263,7 +468,11 @@ impl PushContext {
 
     /// `virtualOutbound`, then the per-port outbound listeners by name.
     pub fn shared_listeners(&self) -> &[Arc<NamedResource>] {
-        self.listeners.get_or_init(|| {
+        self.shared_listener_list().items()
+    }
+
+    fn shared_listener_list(&self) -> &Arc<SharedList> {
+        self.listeners.get(|| {
             listeners::outbound::listeners(&self.registry, &self.mesh, None)
                 .into_iter()
                 .map(|l| resource(l.name.clone(), l))

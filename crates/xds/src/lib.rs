@@ -5,7 +5,11 @@
 //! resources. No I/O, no clocks, no locks: the only interior mutability is `OnceLock` caches of
 //! the resources every sidecar shares (outbound clusters, endpoints, outbound listeners, routes),
 //! which are built on first use and handed out as `Arc` clones so that one encoded resource serves
-//! every proxy.
+//! every proxy, and of each resource's delta wire form ([`NamedResource::wire`]).
+//!
+//! A context built with [`PushContext::next`] from its predecessor records, per shared list, what
+//! changed ([`SharedList::delta_from`]) and whose own resources may have changed
+//! ([`PushContext::own_unchanged`]), so that a push costs a connection O(changes), not O(mesh).
 //!
 //! Names follow istiod exactly (`outbound|80||host`, `inbound|8080||`, `virtualOutbound`,
 //! `virtualInbound`, SNI `outbound_.80_._.host`, route configurations named by port) so that the
@@ -61,18 +65,21 @@ mod proxy;
 pub mod registry;
 mod resource;
 mod routes;
+mod scope;
+mod shared;
 mod tls;
 mod util;
 mod virtual_service;
 
 pub use authn::{MtlsMode, MtlsPolicy};
-pub use context::PushContext;
+pub use context::{Generation, PushContext};
 pub use mesh::{MeshConfig, OutboundTrafficPolicy, OutboundTrafficPolicyMode};
 pub use name_table::{REGISTRY_EXTERNAL, REGISTRY_KUBERNETES};
 pub use network::{MeshNetworks, NetworkView, Networks};
 pub use proxy::{Proxy, ProxyKind};
 pub use registry::{Allocations, Registry};
 pub use resource::NamedResource;
+pub use shared::{Change, ListDelta, SharedList};
 
 /// The cluster domain of every Kubernetes-style host (`<name>.<ns>.svc.cluster.local`).
 pub const DOMAIN_SUFFIX: &str = "cluster.local";

@@ -542,24 +542,33 @@ impl StoreHandle {
         let read = tokio::task::spawn_blocking(move || read_changes(&dir, &old)).await;
         let result = read.unwrap_or_else(|e| Err(format!("rescan failed: {e}")));
         self.blocking(move |s| {
-            match result {
+            // The 5 s safety poll usually finds nothing: then the snapshot cannot have changed,
+            // and rebuilding it (a merge of everything) is skipped.
+            let changed = match result {
                 Ok(changes) => {
-                    if s.scan_error.take().is_some() {
+                    let recovered = s.scan_error.take().is_some();
+                    if recovered {
                         tracing::info!("config directory readable again");
                     }
+                    let found = !changes.changed.is_empty() || !changes.removed.is_empty();
                     s.apply_changes(changes);
+                    found || recovered
                 }
                 Err(e) => {
                     // Keep serving what was loaded; say so once.
-                    if s.scan_error.as_deref() != Some(e.as_str()) {
+                    let new_error = s.scan_error.as_deref() != Some(e.as_str());
+                    if new_error {
                         tracing::error!(
                             "cannot scan the config directory, keeping the current config: {e}"
                         );
                         s.scan_error = Some(e);
                     }
+                    new_error
                 }
+            };
+            if changed {
+                s.rebuild();
             }
-            s.rebuild();
         })
         .await
     }
@@ -606,7 +615,11 @@ pub async fn start(
     Ok((handle, rx))
 }
 
-fn open(config_dir: Option<PathBuf>, state_dir: &Path, cidr: Cidr) -> Result<StoreHandle, String> {
+pub(crate) fn open(
+    config_dir: Option<PathBuf>,
+    state_dir: &Path,
+    cidr: Cidr,
+) -> Result<StoreHandle, String> {
     let allocations_path = state_dir.join("allocations.json");
     let allocations = objects::load_allocations(&allocations_path)?;
     let object_files = ObjectFiles::new(state_dir);

@@ -1,10 +1,20 @@
 //! The xDS server: ADS over gRPC in both state-of-the-world and delta forms, with each
 //! connection authenticated (certificate or token) and authorised against the node it claims.
+//! `fast` serves delta ADS (framing in `wire`), tonic serves SotW; both run `stream`, whose
+//! per-type state and diffs are `watch` (with `names`); full syncs are admitted by `admission`.
 
-pub mod generate;
+mod admission;
+pub mod fast;
+mod names;
 pub mod node;
 pub mod push;
 mod stream;
+#[cfg(test)]
+mod test_client;
+#[cfg(test)]
+mod test_mesh;
+mod watch;
+mod wire;
 
 use crate::authn::{Authenticator, Caller};
 use crate::autoreg::Controller;
@@ -15,9 +25,11 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::pin::Pin;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use weft_proto::envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use weft_proto::envoy_types::pb::envoy::service::discovery::v3::{
@@ -67,6 +79,7 @@ pub struct XdsState {
     pushes: tokio::sync::watch::Receiver<Arc<push::PushState>>,
     conns: Mutex<BTreeMap<u64, ConnStatus>>,
     next_id: AtomicU64,
+    admission: admission::Admission,
 }
 
 impl XdsState {
@@ -83,6 +96,7 @@ impl XdsState {
             pushes,
             conns: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
+            admission: admission::Admission::new(admission::MAX_FULL_SYNCS),
         }
     }
 
@@ -199,7 +213,11 @@ pub fn authorize(caller: Option<&Caller>, proxy: &Proxy) -> Result<(), Status> {
     )))
 }
 
-/// The tonic service.
+/// A response stream for tonic.
+type Responses<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The tonic service. Mounted behind [`fast::AdsService`], which serves delta streams itself;
+/// its delta method serves the same streams through tonic's codec.
 #[derive(Clone)]
 pub struct Ads {
     pub state: Arc<XdsState>,
@@ -207,8 +225,8 @@ pub struct Ads {
 
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for Ads {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+    type StreamAggregatedResourcesStream = Responses<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = Responses<DeltaDiscoveryResponse>;
 
     async fn stream_aggregated_resources(
         &self,
@@ -217,15 +235,15 @@ impl AggregatedDiscoveryService for Ads {
         let caller = self.state.authenticate(&request)?;
         let peer = XdsState::peer(&request);
         let (tx, rx) = mpsc::channel(16);
-        let state = self.state.clone();
-        tokio::spawn(stream::run_sotw(
-            state,
+        tokio::spawn(stream::run::<stream::Sotw>(
+            self.state.clone(),
             caller,
             peer,
             request.into_inner(),
             tx,
         ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let out = ReceiverStream::new(rx).map(|r| r.map(|b| *b).map_err(|s| *s));
+        Ok(Response::new(Box::pin(out)))
     }
 
     async fn delta_aggregated_resources(
@@ -235,14 +253,14 @@ impl AggregatedDiscoveryService for Ads {
         let caller = self.state.authenticate(&request)?;
         let peer = XdsState::peer(&request);
         let (tx, rx) = mpsc::channel(16);
-        let state = self.state.clone();
-        tokio::spawn(stream::run_delta(
-            state,
+        tokio::spawn(stream::run::<stream::Delta>(
+            self.state.clone(),
             caller,
             peer,
             request.into_inner(),
             tx,
         ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let out = ReceiverStream::new(rx).map(|r| r.map(|o| o.to_message()).map_err(|s| *s));
+        Ok(Response::new(Box::pin(out)))
     }
 }

@@ -2,11 +2,11 @@
 //! [`PushState`] once changes have been quiet for 100 ms (or 10 s have passed since the first
 //! unpushed change), and every connection then sends its proxy only what differs.
 
-use super::generate::Generator;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use weft_xds::PushContext;
 
 /// Istio's PILOT_DEBOUNCE_AFTER / PILOT_DEBOUNCE_MAX.
 pub const DEBOUNCE_AFTER: Duration = Duration::from_millis(100);
@@ -15,20 +15,21 @@ pub const DEBOUNCE_MAX: Duration = Duration::from_secs(10);
 /// What every connection generates from: one version of the whole configuration.
 pub struct PushState {
     pub version: u64,
-    pub generator: Arc<dyn Generator>,
+    pub context: Arc<PushContext>,
 }
 
 /// Watches `input`; after each burst of changes calls `build` on the latest value and publishes the
-/// result. The first value is built at once.
+/// result. The first value is built at once. `build` may keep what it built last (each context is
+/// built from its predecessor).
 pub fn debounced<T, F>(
     mut input: watch::Receiver<T>,
     quiet: Duration,
     max: Duration,
-    build: F,
+    mut build: F,
 ) -> watch::Receiver<Arc<PushState>>
 where
     T: Clone + Send + Sync + 'static,
-    F: Fn(&T, u64) -> PushState + Send + 'static,
+    F: FnMut(&T, u64) -> PushState + Send + 'static,
 {
     let mut version = 1u64;
     let first = input.borrow_and_update().clone();
@@ -61,14 +62,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::generate::NamedResource;
-    use crate::xds::node::Proxy;
+    use weft_model::snapshot::Snapshot;
+    use weft_xds::{Allocations, MeshConfig};
 
-    struct Nothing;
-    impl Generator for Nothing {
-        fn generate(&self, _: &Proxy, _: &str) -> Vec<Arc<NamedResource>> {
-            vec![]
-        }
+    fn empty() -> Arc<PushContext> {
+        Arc::new(PushContext::new(
+            Arc::new(Snapshot::default()),
+            &Allocations::new(),
+            &MeshConfig::default(),
+        ))
     }
 
     #[tokio::test(start_paused = true)]
@@ -77,7 +79,7 @@ mod tests {
         let mut out = debounced(rx, DEBOUNCE_AFTER, DEBOUNCE_MAX, |_v: &u32, version| {
             PushState {
                 version,
-                generator: Arc::new(Nothing),
+                context: empty(),
             }
         });
         assert_eq!(out.borrow_and_update().version, 1);

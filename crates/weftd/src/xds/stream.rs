@@ -1,24 +1,29 @@
-//! One ADS stream. The first request names the node (authorised against the caller). After that the
-//! stream reacts to two things: requests from Envoy (subscriptions, ACKs, NACKs) and new push states,
-//! after which it sends only what changed for the types Envoy watches, clusters before endpoints
-//! before listeners before routes (make before break).
+//! One ADS stream, of either flavor. Three entry points: [`Conn::open`] (the first request names
+//! the node, authorised against the caller), [`Conn::dispatch`] (every request, by type URL) and
+//! [`Conn::close`] (however the stream ends). In between, each new push state makes the stream send
+//! what changed for the types Envoy watches, clusters before endpoints before listeners before
+//! routes (make before break). What "changed" means is [`Watch`]'s business.
 
-use super::generate::NamedResource;
+use super::admission::FullSync;
 use super::node::Proxy;
 use super::push::PushState;
+use super::watch::{Diff, Watch};
+use super::wire::DeltaOut;
 use super::{ConnStatus, XdsState, authorize};
 use crate::authn::Caller;
 use crate::autoreg::{Lease, locality_string};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
-use tonic::{Status, Streaming};
+use tokio::time::Instant;
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
 use weft_proto::envoy_types::pb::envoy::config::core::v3::Node;
 use weft_proto::envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
 };
 use weft_proto::type_url;
 
@@ -38,38 +43,8 @@ fn push_rank(url: &str) -> u8 {
     }
 }
 
-/// Removes the connection from the registry however the stream ends.
-struct Registration {
-    state: Arc<XdsState>,
-    id: u64,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.state.unregister(self.id);
-    }
-}
-
-/// What Envoy watches of one type, and what it was last sent.
-#[derive(Default)]
-struct Watch {
-    wildcard: bool,
-    names: BTreeSet<String>,
-    /// name → version the client holds (as far as we know).
-    sent: BTreeMap<String, String>,
-    nonce: String,
-    /// A NACKed state is not re-sent until the configuration changes again.
-    nacked_push: Option<u64>,
-}
-
-impl Watch {
-    fn selects(&self, name: &str) -> bool {
-        self.wildcard || self.names.contains(name)
-    }
-}
-
 /// The protocol-specific half of a stream.
-trait Flavor {
+pub trait Flavor {
     type Request: Send + 'static;
     type Response: Send + 'static;
     const DELTA: bool;
@@ -78,24 +53,18 @@ trait Flavor {
     fn response_nonce(req: &Self::Request) -> &str;
     fn error(req: &Self::Request) -> Option<&str>;
     /// Applies the request's subscription to `w`; returns `Some(force)` when an answer is due.
-    fn subscribe(w: &mut Watch, req: &Self::Request, url: &str, first: bool) -> Option<bool>;
-    /// A response carrying the full current set (SotW) or the changes (delta); `None` = nothing to send.
-    fn response(
-        w: &mut Watch,
-        url: &str,
-        current: &[Arc<NamedResource>],
-        nonce: &str,
-        push_version: u64,
-        force: bool,
-    ) -> Option<Self::Response>;
+    fn subscribe(w: &mut Watch, req: &mut Self::Request, url: &str, first: bool) -> Option<bool>;
+    /// The response for `diff` (delta) or for everything `w` now holds (SotW).
+    fn response(w: &Watch, diff: Diff, url: &str, nonce: &str, push_version: u64)
+    -> Self::Response;
 }
 
-struct Sotw;
-struct Delta;
+pub struct Sotw;
+pub struct Delta;
 
 impl Flavor for Sotw {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
+    type Response = Box<DiscoveryResponse>;
     const DELTA: bool = false;
     fn node(req: &DiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
@@ -109,33 +78,27 @@ impl Flavor for Sotw {
     fn error(req: &DiscoveryRequest) -> Option<&str> {
         req.error_detail.as_ref().map(|e| e.message.as_str())
     }
-    fn subscribe(w: &mut Watch, req: &DiscoveryRequest, url: &str, first: bool) -> Option<bool> {
-        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
-        let names_changed = names != w.names;
-        w.wildcard = is_wildcard_type(url) && names.is_empty();
-        w.names = names;
+    fn subscribe(
+        w: &mut Watch,
+        req: &mut DiscoveryRequest,
+        url: &str,
+        first: bool,
+    ) -> Option<bool> {
+        let names_changed = w.set_names(&req.resource_names);
+        w.wildcard = is_wildcard_type(url) && req.resource_names.is_empty();
         // A first request, or a change of subscribed names, needs an answer even if nothing changed.
         (first || names_changed).then_some(true)
     }
     fn response(
-        w: &mut Watch,
+        w: &Watch,
+        _: Diff,
         url: &str,
-        current: &[Arc<NamedResource>],
         nonce: &str,
         push_version: u64,
-        force: bool,
-    ) -> Option<DiscoveryResponse> {
-        let now: BTreeMap<String, String> = current
-            .iter()
-            .map(|r| (r.name.clone(), r.version.clone()))
-            .collect();
-        if !force && now == w.sent {
-            return None;
-        }
-        w.sent = now;
-        Some(DiscoveryResponse {
+    ) -> Box<DiscoveryResponse> {
+        Box::new(DiscoveryResponse {
             version_info: push_version.to_string(),
-            resources: current.iter().map(|r| r.resource.clone()).collect(),
+            resources: w.current().iter().map(|r| r.resource.clone()).collect(),
             type_url: url.to_string(),
             nonce: nonce.to_string(),
             ..Default::default()
@@ -145,7 +108,7 @@ impl Flavor for Sotw {
 
 impl Flavor for Delta {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
+    type Response = Box<DeltaOut>;
     const DELTA: bool = true;
     fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
@@ -161,100 +124,67 @@ impl Flavor for Delta {
     }
     fn subscribe(
         w: &mut Watch,
-        req: &DeltaDiscoveryRequest,
+        req: &mut DeltaDiscoveryRequest,
         url: &str,
         first: bool,
     ) -> Option<bool> {
         if first {
             w.wildcard = req.resource_names_subscribe.is_empty() && is_wildcard_type(url);
             // After a reconnect Envoy tells us what it already has: send only differences.
-            w.sent = req.initial_resource_versions.clone().into_iter().collect();
-        }
-        let mut changed = first;
-        for n in &req.resource_names_subscribe {
-            changed = true;
-            if n == "*" {
-                w.wildcard = true;
-            } else {
-                w.names.insert(n.clone());
+            if !req.initial_resource_versions.is_empty() {
+                w.declare(std::mem::take(&mut req.initial_resource_versions));
             }
+        }
+        let changed = first
+            || !req.resource_names_subscribe.is_empty()
+            || !req.resource_names_unsubscribe.is_empty();
+        for n in &req.resource_names_subscribe {
+            w.subscribe(n);
         }
         for n in &req.resource_names_unsubscribe {
-            changed = true;
-            if n == "*" {
-                w.wildcard = false;
-            }
-            w.names.remove(n);
-            w.sent.remove(n);
+            w.unsubscribe(n);
         }
         changed.then_some(first)
     }
-    fn response(
-        w: &mut Watch,
-        url: &str,
-        current: &[Arc<NamedResource>],
-        nonce: &str,
-        push_version: u64,
-        force: bool,
-    ) -> Option<DeltaDiscoveryResponse> {
-        let names: BTreeSet<&str> = current.iter().map(|r| r.name.as_str()).collect();
-        let removed: Vec<String> = w
-            .sent
-            .keys()
-            .filter(|n| !names.contains(n.as_str()))
-            .cloned()
-            .collect();
-        let updates: Vec<Resource> = current
-            .iter()
-            .filter(|r| w.sent.get(&r.name) != Some(&r.version))
-            .map(|r| Resource {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.resource.clone()),
-                ..Default::default()
-            })
-            .collect();
-        if updates.is_empty() && removed.is_empty() && !force {
-            return None;
-        }
-        for r in &updates {
-            w.sent.insert(r.name.clone(), r.version.clone());
-        }
-        for n in &removed {
-            w.sent.remove(n);
-        }
-        Some(DeltaDiscoveryResponse {
-            type_url: url.to_string(),
-            resources: updates,
-            removed_resources: removed,
-            nonce: nonce.to_string(),
+    fn response(_: &Watch, diff: Diff, url: &str, nonce: &str, push_version: u64) -> Box<DeltaOut> {
+        Box::new(DeltaOut {
             system_version_info: push_version.to_string(),
-            ..Default::default()
+            updates: diff.updates,
+            type_url: url.to_string(),
+            nonce: nonce.to_string(),
+            removed: diff.removed,
         })
     }
 }
 
 /// Stream state shared by both flavors.
-struct Conn<F: Flavor> {
+pub struct Conn<F: Flavor> {
     state: Arc<XdsState>,
     proxy: Proxy,
-    reg: Registration,
-    /// The proxy's WorkloadEntry (auto-registered or named by `WORKLOAD_ENTRY`), while connected.
-    workload: Option<Lease>,
+    /// The connection's id in the registry (`/debug/syncz`).
+    id: u64,
     watches: BTreeMap<String, Watch>,
     nonces: u64,
     push: Arc<PushState>,
-    tx: Sender<Result<F::Response, Status>>,
+    tx: Sender<Result<F::Response, Box<Status>>>,
+    /// Admission of this stream's full responses (see `admission`).
+    full_sync: Option<FullSync>,
+    /// Whether the stream was admitted before (it then goes first).
+    admitted: bool,
+    /// The proxy's WorkloadEntry (auto-registered or named by `WORKLOAD_ENTRY`), while connected;
+    /// dropped with the stream, which reports the disconnect.
+    workload: Option<Lease>,
 }
 
 impl<F: Flavor> Conn<F> {
+    /// Stream open: the first request's node, authorised against the caller, is registered.
     async fn open(
         state: &Arc<XdsState>,
         caller: &Option<Caller>,
         peer: &str,
         node: Option<&Node>,
         push: Arc<PushState>,
-        tx: Sender<Result<F::Response, Status>>,
+        tx: Sender<Result<F::Response, Box<Status>>>,
     ) -> Result<Self, Status> {
         let node =
             node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
@@ -286,16 +216,33 @@ impl<F: Flavor> Conn<F> {
         Ok(Conn {
             state: state.clone(),
             proxy,
-            reg: Registration {
-                state: state.clone(),
-                id,
-            },
-            workload,
+            id,
             watches: BTreeMap::new(),
             nonces: 0,
             push,
             tx,
+            full_sync: None,
+            admitted: false,
+            workload,
         })
+    }
+
+    /// Stream close, however it ends (called once, from `Drop`).
+    fn close(&mut self) {
+        self.state.unregister(self.id);
+        tracing::info!(proxy = %self.proxy.id, "xDS stream closed");
+    }
+
+    /// Every request of the open stream (the first one included), by type URL. Requests that
+    /// are not subscriptions are to be routed here; all others are subscriptions (an unknown type
+    /// gets an empty answer). Returns false when the stream must end.
+    async fn dispatch(&mut self, req: F::Request) -> bool {
+        let url = F::type_url(&req).to_string();
+        if url == type_url::HEALTH_INFO {
+            self.health(F::error(&req));
+            return true;
+        }
+        self.on_subscription(&url, req).await
     }
 
     /// A `HealthInformation` report: not a subscription, never answered.
@@ -312,6 +259,19 @@ impl<F: Flavor> Conn<F> {
         }
     }
 
+    /// A discovery request: ACK/NACK of our latest response, and (un)subscriptions.
+    async fn on_subscription(&mut self, url: &str, mut req: F::Request) -> bool {
+        self.ack_or_nack(url, F::response_nonce(&req), F::error(&req));
+        let first = !self.watches.contains_key(url);
+        let w = self.watches.entry(url.to_string()).or_default();
+        let answer = F::subscribe(w, &mut req, url, first);
+        drop(req); // not kept while the answer waits (for admission, or for the client to read)
+        match answer {
+            Some(force) => self.send(url, force).await,
+            None => true,
+        }
+    }
+
     fn ack_or_nack(&mut self, url: &str, nonce: &str, error: Option<&str>) {
         let Some(w) = self.watches.get_mut(url) else {
             return;
@@ -319,25 +279,29 @@ impl<F: Flavor> Conn<F> {
         if nonce.is_empty() || nonce != w.nonce {
             return; // not an answer to our latest response
         }
+        w.full_unanswered = false;
         match error {
             Some(message) => {
                 self.state.metrics.xds_rejects.fetch_add(1, Relaxed);
                 tracing::warn!(proxy = %self.proxy.id, type_url = %url, "NACK: {message}");
                 w.nacked_push = Some(self.push.version);
                 let m = message.to_string();
-                self.state.update(self.reg.id, url, |s| s.nack = Some(m));
+                self.state.update(self.id, url, |s| s.nack = Some(m));
             }
             None => {
                 let n = nonce.to_string();
-                self.state.update(self.reg.id, url, |s| {
+                self.state.update(self.id, url, |s| {
                     s.acked_nonce = n;
                     s.nack = None;
                 });
             }
         }
+        if self.full_sync.is_some() && !self.watches.values().any(|w| w.full_unanswered) {
+            self.full_sync = None;
+        }
     }
 
-    /// Sends `url`'s resources if they differ from what the client has (or `force`).
+    /// Sends `url`'s changes (SotW: its whole current set) if there are any, or if `force`.
     async fn send(&mut self, url: &str, force: bool) -> bool {
         let push = self.push.clone();
         let Some(w) = self.watches.get_mut(url) else {
@@ -346,140 +310,140 @@ impl<F: Flavor> Conn<F> {
         if w.nacked_push == Some(push.version) && !force {
             return true;
         }
-        let current: Vec<Arc<NamedResource>> = push
-            .generator
-            .generate(&self.proxy, url)
-            .into_iter()
-            .filter(|r| w.selects(&r.name))
-            .collect();
-        let nonce = (self.nonces + 1).to_string();
-        let Some(resp) = F::response(w, url, &current, &nonce, push.version, force) else {
+        let diff = w.update(&push.context, &self.proxy, url);
+        if diff.is_empty() && !force {
+            return true;
+        }
+        // Envoy warms an updated cluster until it gets its endpoints again, even unchanged ones:
+        // they must be re-sent (the push order sends them right after the clusters).
+        let rewarm: Vec<String> = if url == type_url::CLUSTER {
+            diff.updates.iter().map(|r| r.name.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let full = w.responses == 0 && !diff.updates.is_empty();
+        if full {
+            self.admit().await;
+        }
+        let Some(w) = self.watches.get_mut(url) else {
             return true;
         };
         self.nonces += 1;
+        let nonce = self.nonces.to_string();
+        let resp = F::response(w, diff, url, &nonce, push.version);
         w.nonce = nonce.clone();
+        w.responses += 1;
+        w.full_unanswered = full;
         let version = push.version.to_string();
-        self.state.update(self.reg.id, url, |s| {
+        self.state.update(self.id, url, |s| {
             s.sent_nonce = nonce;
             s.sent_version = version;
         });
         self.state.metrics.xds_pushes.fetch_add(1, Relaxed);
+        if let Some(eds) = self.watches.get_mut(type_url::ENDPOINT) {
+            eds.forget(&rewarm.iter().map(String::as_str).collect::<Vec<_>>());
+        }
         self.tx.send(Ok(resp)).await.is_ok()
     }
 
+    /// Takes (or keeps) this stream's full-sync permit.
+    async fn admit(&mut self) {
+        match &mut self.full_sync {
+            Some(f) => f.extend(),
+            None => {
+                let continuing = self.admitted;
+                self.full_sync = Some(self.state.admission.enter(continuing).await);
+                self.admitted = true;
+            }
+        }
+    }
+
     /// A new configuration: send every watched type what changed, in make-before-break order.
-    /// A cluster Envoy receives again (changed) stays warming until it gets its endpoints
-    /// again, even when they did not change: those assignments are re-sent too.
     async fn on_push(&mut self, push: Arc<PushState>) -> bool {
         self.push = push;
         let mut urls: Vec<String> = self.watches.keys().cloned().collect();
         urls.sort_by_key(|u| push_rank(u));
         for url in urls {
-            let before = (url == type_url::CLUSTER)
-                .then(|| self.watches.get(&url).map(|w| w.sent.clone()))
-                .flatten();
             if !self.send(&url, false).await {
                 return false;
-            }
-            let Some(before) = before else { continue };
-            let changed: Vec<String> = self
-                .watches
-                .get(type_url::CLUSTER)
-                .into_iter()
-                .flat_map(|w| &w.sent)
-                .filter(|(name, version)| before.get(*name).is_some_and(|v| v != *version))
-                .map(|(name, _)| name.clone())
-                .collect();
-            if let Some(eds) = self.watches.get_mut(type_url::ENDPOINT) {
-                for name in changed {
-                    eds.sent.remove(&name);
-                }
             }
         }
         true
     }
+
+    fn full_sync_deadline(&self) -> Option<Instant> {
+        self.full_sync.as_ref().map(|f| f.deadline)
+    }
+}
+
+impl<F: Flavor> Drop for Conn<F> {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// The next push state; waits forever once no more can come.
-async fn next_push(rx: &mut watch::Receiver<Arc<PushState>>) -> Option<Arc<PushState>> {
+async fn next_push(rx: &mut watch::Receiver<Arc<PushState>>) -> Arc<PushState> {
     if rx.changed().await.is_err() {
         std::future::pending::<()>().await;
     }
-    Some(rx.borrow_and_update().clone())
+    rx.borrow_and_update().clone()
 }
 
-/// Runs one ADS stream of either flavor until either side ends it.
-async fn run<F: Flavor>(
+/// Runs one ADS stream of either flavor until either side ends it. An error from `inbound` (a
+/// request too large or undecodable) ends the stream with that status.
+pub async fn run<F: Flavor>(
     state: Arc<XdsState>,
     caller: Option<Caller>,
     peer: String,
-    mut inbound: Streaming<F::Request>,
-    tx: Sender<Result<F::Response, Status>>,
-) where
-    F::Request: prost::Message + Default,
-{
+    inbound: impl Stream<Item = Result<F::Request, Status>>,
+    tx: Sender<Result<F::Response, Box<Status>>>,
+) {
+    tokio::pin!(inbound);
     let mut pushes = state.pushes();
     let mut conn: Option<Conn<F>> = None;
     loop {
+        let hold = conn.as_ref().and_then(Conn::full_sync_deadline);
+        let far = Instant::now() + Duration::from_secs(3600);
         let req = tokio::select! {
-            r = inbound.message() => match r {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(e) => { tracing::debug!("xDS stream ended: {e}"); break; }
+            r = inbound.next() => match r {
+                Some(Ok(r)) => r,
+                None => break,
+                Some(Err(status)) => {
+                    tracing::debug!("xDS stream ended: {status}");
+                    let _ = tx.send(Err(Box::new(status))).await;
+                    break;
+                }
             },
             p = next_push(&mut pushes), if conn.is_some() => {
-                let Some(p) = p else { break };
                 if let Some(c) = conn.as_mut() && !c.on_push(p).await { break; }
                 continue;
             }
+            _ = tokio::time::sleep_until(hold.unwrap_or(far)), if hold.is_some() => {
+                if let Some(c) = conn.as_mut() { c.full_sync = None; }
+                continue;
+            }
         };
-        if conn.is_none() {
-            let push = pushes.borrow_and_update().clone();
-            match Conn::open(&state, &caller, &peer, F::node(&req), push, tx.clone()).await {
-                Ok(c) => conn = Some(c),
-                Err(status) => {
-                    tracing::warn!("xDS stream refused: {}", status.message());
-                    let _ = tx.send(Err(status)).await;
-                    return;
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let push = pushes.borrow_and_update().clone();
+                match Conn::open(&state, &caller, &peer, F::node(&req), push, tx.clone()).await {
+                    Ok(c) => conn.insert(c),
+                    Err(status) => {
+                        tracing::warn!("xDS stream refused: {}", status.message());
+                        let _ = tx.send(Err(Box::new(status))).await;
+                        return;
+                    }
                 }
             }
-        }
-        let Some(c) = conn.as_mut() else { return };
-        let url = F::type_url(&req).to_string();
-        if url == type_url::HEALTH_INFO {
-            c.health(F::error(&req));
-            continue;
-        }
-        c.ack_or_nack(&url, F::response_nonce(&req), F::error(&req));
-        let first = !c.watches.contains_key(&url);
-        let w = c.watches.entry(url.clone()).or_default();
-        if let Some(force) = F::subscribe(w, &req, &url, first)
-            && !c.send(&url, force).await
-        {
+        };
+        if !c.dispatch(req).await {
             break;
         }
     }
-    if let Some(c) = &conn {
-        tracing::info!(proxy = %c.proxy.id, "xDS stream closed");
-    }
 }
 
-pub async fn run_sotw(
-    state: Arc<XdsState>,
-    caller: Option<Caller>,
-    peer: String,
-    inbound: Streaming<DiscoveryRequest>,
-    tx: Sender<Result<DiscoveryResponse, Status>>,
-) {
-    run::<Sotw>(state, caller, peer, inbound, tx).await
-}
-
-pub async fn run_delta(
-    state: Arc<XdsState>,
-    caller: Option<Caller>,
-    peer: String,
-    inbound: Streaming<DeltaDiscoveryRequest>,
-    tx: Sender<Result<DeltaDiscoveryResponse, Status>>,
-) {
-    run::<Delta>(state, caller, peer, inbound, tx).await
-}
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
