@@ -7,14 +7,12 @@
 
 mod common;
 
-use common::envoy::{envoy_binary, sds_grpc_cluster, static_resources, temp_dir};
+use common::envoy::{static_resources, temp_dir, validate_bootstrap};
 use common::{decode, golden, render, snapshot};
-use prost::Message;
 use serde_json::{Map, json};
 use std::path::Path;
 use std::process::Command;
-use weft_proto::envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
-use weft_proto::envoy_types::pb::envoy::config::core::v3::{Node, transport_socket};
+use weft_proto::envoy_types::pb::envoy::config::core::v3::transport_socket;
 use weft_proto::envoy_types::pb::envoy::config::listener::v3::Listener;
 use weft_proto::envoy_types::pb::envoy::config::route::v3::{
     RouteConfiguration, route_match, virtual_host,
@@ -214,7 +212,6 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 #[test]
 fn envoy_accepts_the_ingress_gateway() {
-    let envoy = envoy_binary().expect("Envoy is needed: set ENVOY_BINARY");
     let dir = temp_dir("validate-ingress");
     openssl(
         &dir,
@@ -240,44 +237,15 @@ fn envoy_accepts_the_ingress_gateway() {
     let yaml = INGRESS.replace("/etc/weft/ingress", &dir.to_string_lossy());
     let ctx = context(&yaml);
     let gw = ingress();
-    let (listeners, mut clusters) = static_resources(&ctx, &gw);
+    let (listeners, clusters) = static_resources(&ctx, &gw);
     assert_eq!(listeners.len(), 6);
-    clusters.push(sds_grpc_cluster(&dir));
-    let bootstrap = Bootstrap {
-        node: Some(Node {
-            id: gw.id.clone(),
-            cluster: "istio-ingressgateway.istio-system".into(),
-            ..Default::default()
-        }),
-        static_resources: Some(bootstrap::StaticResources {
-            listeners,
-            clusters,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let file = dir.join("bootstrap.pb");
-    std::fs::write(&file, bootstrap.encode_to_vec()).unwrap();
-    let out = Command::new(&envoy)
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "--log-level",
-            "warn",
-            "-c",
-        ])
-        .arg(&file)
-        .output()
-        .expect("run envoy");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "envoy rejected the ingress gateway:\n{text}"
+    validate_bootstrap(
+        &dir,
+        &gw.id,
+        "istio-ingressgateway.istio-system",
+        listeners,
+        clusters,
+        "ingress gateway",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,13 +5,9 @@
 
 mod common;
 
-use common::envoy::{envoy_binary, sds_grpc_cluster, static_resources, temp_dir};
+use common::envoy::{static_resources, temp_dir, validate_bootstrap};
 use common::{golden, render, snapshot};
-use prost::Message;
 use serde_json::{Map, Value, json};
-use std::process::Command;
-use weft_proto::envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
-use weft_proto::envoy_types::pb::envoy::config::core::v3::Node;
 use weft_proto::type_url;
 use weft_xds::{Allocations, MeshConfig, MeshNetworks, Proxy, PushContext};
 
@@ -99,48 +95,18 @@ fn sidecar_endpoints_golden() {
 
 #[test]
 fn envoy_accepts_the_east_west_gateway() {
-    let envoy = envoy_binary().expect("Envoy is needed: set ENVOY_BINARY");
     let ctx = lab();
     let gw = eastwest();
     let dir = temp_dir("validate-eastwest");
-    let (listeners, mut clusters) = static_resources(&ctx, &gw);
+    let (listeners, clusters) = static_resources(&ctx, &gw);
     assert_eq!(listeners.len(), 3);
-    clusters.push(sds_grpc_cluster(&dir));
-    let bootstrap = Bootstrap {
-        node: Some(Node {
-            id: gw.id.clone(),
-            cluster: "istio-eastwestgateway.istio-system".into(),
-            ..Default::default()
-        }),
-        static_resources: Some(bootstrap::StaticResources {
-            listeners,
-            clusters,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let file = dir.join("bootstrap.pb");
-    std::fs::write(&file, bootstrap.encode_to_vec()).unwrap();
-    let out = Command::new(&envoy)
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "--log-level",
-            "warn",
-            "-c",
-        ])
-        .arg(&file)
-        .output()
-        .expect("run envoy");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "envoy rejected the gateway:\n{text}"
+    validate_bootstrap(
+        &dir,
+        &gw.id,
+        "istio-eastwestgateway.istio-system",
+        listeners,
+        clusters,
+        "gateway",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

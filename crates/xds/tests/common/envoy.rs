@@ -173,3 +173,58 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Runs the pinned Envoy in `--mode validate` on a bootstrap with `listeners` and `clusters` (plus
+/// the agent's `sds-grpc` cluster) for node `node_id` in `node_cluster`, written under `dir`;
+/// returns Envoy's output and panics, naming `what`, when Envoy is missing or rejects it.
+pub fn validate_bootstrap(
+    dir: &Path,
+    node_id: &str,
+    node_cluster: &str,
+    listeners: Vec<Listener>,
+    mut clusters: Vec<Cluster>,
+    what: &str,
+) -> String {
+    use prost::Message;
+    use weft_proto::envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap};
+    use weft_proto::envoy_types::pb::envoy::config::core::v3::Node;
+    let envoy = envoy_binary().expect("Envoy is needed: set ENVOY_BINARY or run scripts/setup");
+    clusters.push(sds_grpc_cluster(dir));
+    let bootstrap = Bootstrap {
+        node: Some(Node {
+            id: node_id.to_string(),
+            cluster: node_cluster.to_string(),
+            ..Default::default()
+        }),
+        static_resources: Some(bootstrap::StaticResources {
+            listeners,
+            clusters,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let file = dir.join("bootstrap.pb");
+    std::fs::write(&file, bootstrap.encode_to_vec()).unwrap();
+    let out = std::process::Command::new(&envoy)
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+            "-c",
+        ])
+        .arg(&file)
+        .output()
+        .expect("run envoy");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("OK"),
+        "envoy rejected the {what}:\n{text}"
+    );
+    text
+}
