@@ -215,19 +215,15 @@ impl PushContext {
             return false;
         }
         match type_url {
-            type_url::CLUSTER => self
+            type_url::CLUSTER => !self
                 .destination_rules
-                .proxy_specific(&self.registry, proxy)
-                .services
-                .is_empty(),
+                .has_proxy_specific(&self.registry, proxy),
             type_url::ENDPOINT => {
                 !self.networks.multi_network()
                     && self.networks.view(proxy).plain().is_some()
-                    && self
+                    && !self
                         .destination_rules
-                        .proxy_specific(&self.registry, proxy)
-                        .services
-                        .is_empty()
+                        .has_proxy_specific(&self.registry, proxy)
             }
             type_url::LISTENER => !self.virtual_services.has_mesh_l4_routes(),
             type_url::ROUTE => {

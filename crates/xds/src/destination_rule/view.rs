@@ -111,26 +111,48 @@ impl DestinationRules {
             };
         }
         let client = Client::of(proxy, registry);
-        let affects = |d: Dependence| d.affects(&client.locality, &client.labels);
-        let services = registry
-            .services()
-            .iter()
-            .filter_map(|svc| {
-                if !own_view {
-                    return self
-                        .shared_client_dependent
-                        .get(&svc.hostname)
-                        .is_some_and(|d| affects(*d))
-                        .then(|| (svc, self.shared(svc)));
-                }
-                let mine = self
-                    .outbound(&client.namespace, &client.labels, svc)
-                    .map(|r| r.as_ref());
-                let differs = mine.map(|r| &r.spec) != self.shared(svc).map(|r| &r.spec);
-                let dependent = mine.is_some_and(|r| affects(client_dependence(r, svc)));
-                (differs || dependent).then_some((svc, mine))
-            })
+        let services = self
+            .specific_services(registry, &client, own_view)
             .collect();
         ProxySpecific { client, services }
+    }
+
+    /// Whether [`DestinationRules::proxy_specific`] would build anything for `proxy` (stops at
+    /// the first service that differs).
+    pub(crate) fn has_proxy_specific(&self, registry: &Registry, proxy: &Proxy) -> bool {
+        let own_view = self.own_view(&proxy.namespace);
+        if !own_view && self.shared_client_dependent.is_empty() {
+            return false;
+        }
+        let client = Client::of(proxy, registry);
+        self.specific_services(registry, &client, own_view)
+            .next()
+            .is_some()
+    }
+
+    /// The services whose rule `client` sees differently from the shared one, or whose rule
+    /// depends on the client (locality, labels).
+    fn specific_services<'a, 'c>(
+        &'a self,
+        registry: &'a Registry,
+        client: &'c Client,
+        own_view: bool,
+    ) -> impl Iterator<Item = (&'a Arc<Service>, Option<&'a Rule>)> + use<'a, 'c> {
+        let affects = move |d: Dependence| d.affects(&client.locality, &client.labels);
+        registry.services().iter().filter_map(move |svc| {
+            if !own_view {
+                return self
+                    .shared_client_dependent
+                    .get(&svc.hostname)
+                    .is_some_and(|d| affects(*d))
+                    .then(|| (svc, self.shared(svc)));
+            }
+            let mine = self
+                .outbound(&client.namespace, &client.labels, svc)
+                .map(|r| r.as_ref());
+            let differs = mine.map(|r| &r.spec) != self.shared(svc).map(|r| &r.spec);
+            let dependent = mine.is_some_and(|r| affects(client_dependence(r, svc)));
+            (differs || dependent).then_some((svc, mine))
+        })
     }
 }
