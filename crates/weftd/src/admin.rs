@@ -28,7 +28,6 @@ use weft_model::snapshot::Key;
 use weft_model::{Entry, Kind, Outcome, Resource};
 use weft_proto::nds::NameTable;
 use weft_proto::type_url;
-use weft_xds::Proxy;
 
 /// Content type of an apply body that carries several named files.
 pub const FILES_CONTENT_TYPE: &str = "application/x-weft-files+json";
@@ -463,21 +462,12 @@ impl Admin {
                 "You must provide a proxyID in the query string",
             );
         };
-        // The connection's node id names the proxy (its IP, namespace and DNS domain).
-        let node_id = self.xds.syncz(Some(&id)).as_array().and_then(|conns| {
-            conns
-                .iter()
-                .find_map(|c| c.get("nodeId").and_then(Value::as_str).map(str::to_string))
-        });
-        let Some(node_id) = node_id else {
+        // The connected proxy as its node described it (metadata included: network, labels).
+        let Some(proxy) = self.xds.proxy(&id) else {
             return text(
                 StatusCode::NOT_FOUND,
                 format!("Proxy {id} not connected to this weftd instance"),
             );
-        };
-        let proxy = match Proxy::from_node_parts(&node_id, serde_json::Map::new()) {
-            Ok(p) => p,
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
         };
         let push = self.xds.pushes().borrow().clone();
         let configs: Vec<Value> = push

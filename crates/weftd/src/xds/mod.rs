@@ -138,6 +138,16 @@ impl XdsState {
         }
     }
 
+    /// The proxy of a connected stream (`name.namespace`), as its node described it.
+    pub fn proxy(&self, key: &str) -> Option<Proxy> {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|c| node::key(&c.proxy) == key)
+            .map(|c| c.proxy.clone())
+    }
+
     /// Snapshot for `/debug/syncz`, optionally for one proxy (`name.namespace`).
     pub fn syncz(&self, proxy: Option<&str>) -> Value {
         let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
