@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use weft_testkit::mesh::{CAPTURE_ENV, ControlPlane, VmRoot};
+use weft_testkit::mesh::{ControlPlane, MeshWorkload};
 use weft_testkit::{Attempt, Host, Lab, poll_until};
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -132,38 +132,22 @@ fn webapp_reaches_forum_over_mtls_and_policy_and_edits_apply() {
             &["x-forwarded-client-cert"],
         )
         .unwrap();
-    let forum_root = VmRoot::new(&lab.dir().join("forum-root")).unwrap();
-    forum_root
-        .write_bundle(
-            &cp,
-            &forum,
-            "forum-services",
-            "forum-sa",
-            "forum",
-            CAPTURE_ENV,
-        )
-        .unwrap();
-    forum_root.install_capture(&forum).unwrap();
-    let forum_agent = forum_root
-        .start_agent_as_proxy_user(&forum, "forum-agent", &[])
-        .unwrap();
+    let forum_agent = MeshWorkload::start(
+        lab.dir(),
+        &cp,
+        &forum,
+        "forum-services",
+        "forum-sa",
+        "forum",
+    )
+    .unwrap()
+    .agent;
 
     // The webapp VM: capture and agent; its "app" is curl run as root.
-    let webapp_root = VmRoot::new(&lab.dir().join("webapp-root")).unwrap();
-    webapp_root
-        .write_bundle(
-            &cp,
-            &webapp,
-            "istioinaction",
-            "webapp",
-            "webapp",
-            CAPTURE_ENV,
-        )
-        .unwrap();
-    webapp_root.install_capture(&webapp).unwrap();
-    let webapp_agent = webapp_root
-        .start_agent_as_proxy_user(&webapp, "webapp-agent", &[])
-        .unwrap();
+    let webapp_agent =
+        MeshWorkload::start(lab.dir(), &cp, &webapp, "istioinaction", "webapp", "webapp")
+            .unwrap()
+            .agent;
 
     let vip = cp.service_vip("forum-services", "forum").unwrap();
     let forum_cluster = "outbound|80||forum.forum-services.svc.cluster.local";
