@@ -16,10 +16,12 @@
 mod common;
 
 use common::envoy::{envoy_binary, static_cluster, static_resources, temp_dir};
-use common::mesh::{addr, bootstrap, fix_clusters, fix_listener, free_port, secrets, start};
+use common::mesh::{
+    addr, bootstrap, fix_clusters, fix_listener, free_port, get, http_application, secrets, start,
+};
 use common::snapshot;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 use weft_identity::{CertificateAuthority, KeyAlgorithm};
 use weft_proto::envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
@@ -30,56 +32,17 @@ const FORUM_HOST: &str = "forum.forum-services.svc.cluster.local";
 
 /// The application: answers every request with its peer address and the XFCC header.
 fn application() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().take(50) {
-            let Ok(mut conn) = conn else { continue };
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&buf).to_string();
-            let xfcc = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("x-forwarded-client-cert")
-                        .then(|| v.trim().to_string())
-                })
-                .unwrap_or_default();
-            let peer = conn
-                .peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default();
-            let body = format!("peer={peer}\nxfcc={xfcc}\n");
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
-/// One HTTP/1.1 request; the whole response, or what went wrong.
-fn get(port: u16, host: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /hello HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
+    http_application(|head, peer| {
+        let xfcc = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("x-forwarded-client-cert")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        format!("peer={}\nxfcc={xfcc}\n", peer.ip())
+    })
 }
 
 #[test]

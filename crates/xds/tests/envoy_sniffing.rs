@@ -14,7 +14,9 @@
 mod common;
 
 use common::envoy::{envoy_binary, static_cluster, static_resources, temp_dir};
-use common::mesh::{addr, bootstrap, fix_clusters, fix_listener, free_port, secrets, start};
+use common::mesh::{
+    addr, bootstrap, fix_clusters, fix_listener, free_port, get, http_application, secrets, start,
+};
 use common::snapshot;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -31,30 +33,8 @@ use weft_xds::{Allocations, MeshConfig, Proxy, PushContext};
 const LEGACY: &str = "legacy.apps.svc.cluster.local";
 
 /// Answers every request with the request's header lines (lower-cased) as its body.
-fn http_application() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().take(50) {
-            let Ok(mut conn) = conn else { continue };
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let body = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+fn headers_application() -> u16 {
+    http_application(|head, _| head.to_ascii_lowercase())
 }
 
 /// Echoes every connection's bytes back.
@@ -75,20 +55,6 @@ fn echo_application() -> u16 {
         }
     });
     port
-}
-
-/// One HTTP/1.1 request; the whole response.
-fn get(port: u16, host: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /hello HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
 }
 
 /// Sends bytes that are not HTTP and reads as many back.
@@ -179,7 +145,7 @@ fn unnamed_ports_carry_http_as_http_and_other_bytes_as_tcp() {
     let ca =
         CertificateAuthority::new_root(KeyAlgorithm::EcdsaP256, "weft-test", SystemTime::now())
             .unwrap();
-    let (http_app, echo_app) = (http_application(), echo_application());
+    let (http_app, echo_app) = (headers_application(), echo_application());
     let (p1, p2) = (free_port(), free_port());
     let (legacy_admin, client_admin) = (free_port(), free_port());
 
